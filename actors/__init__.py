@@ -1,0 +1,1 @@
+"""pykka actors: one PoolActor per code pool, their registry and the asyncio bridge."""

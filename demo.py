@@ -1,0 +1,131 @@
+"""``quanyi serve --demo`` and ``quanyi create-admin``: a platform to try at once.
+
+Seeding is idempotent: a second ``--demo`` start finds what the first made. API keys
+are only ever shown once, so each demo start revokes the previous demo keys and prints
+fresh ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from domain.access import Role
+from domain.credentials import format_api_key, hash_password, new_api_key_secret
+from domain.staff import check_password, clean_email
+from persistence import api_keys, channels, users
+from persistence.channels import ChannelRecord
+from persistence.types import Db
+from settings import Settings
+
+DEMO_PASSWORD = "quanyi-demo"  # noqa: S105 - printed for newcomers on purpose
+DEMO_KEY_NAME = "demo key"
+ADMIN_EMAIL = "admin@demo.quanyi.dev"
+
+
+@dataclass(frozen=True)
+class DemoChannel:
+    name: str
+    email: str
+    regions: tuple[str, ...] = ()
+
+
+# Platform -> East China agent -> Shanghai distributor -> Pudong store, and a sibling
+# agent in South China to show that agents do not see each other.
+TREE: list[tuple[DemoChannel, list[tuple[DemoChannel, list[DemoChannel]]]]] = [
+    (
+        DemoChannel(
+            "华东总代理 East China Agent", "east@demo.quanyi.dev", ("CN-SH", "CN-JS", "CN-ZJ")
+        ),
+        [
+            (
+                DemoChannel(
+                    "上海分销商 Shanghai Distributor", "shanghai@demo.quanyi.dev", ("CN-SH",)
+                ),
+                [DemoChannel("浦东门店 Pudong Store", "pudong@demo.quanyi.dev", ("CN-SH",))],
+            )
+        ],
+    ),
+    (DemoChannel("华南总代理 South China Agent", "south@demo.quanyi.dev", ("CN-GD",)), []),
+]
+
+
+async def create_admin(dsn: str, email: str, password: str) -> str | None:
+    """Create the platform owner; returns what is wrong instead when it cannot."""
+    cleaned, problem = clean_email(email)
+    problem = problem or check_password(password)
+    if problem:
+        return problem.message
+    conn = await asyncpg.connect(dsn)
+    try:
+        root = await channels.root(conn)
+        created = await users.insert(conn, root.id, cleaned, hash_password(password), Role.OWNER)
+    finally:
+        await conn.close()
+    return None if created else f"a user with e-mail {cleaned} exists already"
+
+
+async def seed(settings: Settings, host: str, port: int) -> str:
+    assert settings.database_url
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        async with conn.transaction():
+            lines = await _seed(conn)
+    finally:
+        await conn.close()
+    url = f"http://{host}:{port}/graphql"
+    return "\n".join(
+        [
+            "",
+            "Quanyi demo is ready.",
+            f"  GraphiQL:  {url}",
+            f"  Log in as the platform owner: {ADMIN_EMAIL} / {DEMO_PASSWORD}",
+            '    mutation { login(input: {email: "'
+            + ADMIN_EMAIL
+            + '", password: "'
+            + DEMO_PASSWORD
+            + '"}) { token userErrors { code message } } }',
+            '  then set the header {"Authorization": "Bearer <token>"} in GraphiQL.',
+            "  Channels (each owner logs in with the same password; API keys shown once):",
+            *lines,
+            "",
+        ]
+    )
+
+
+async def _seed(db: Db) -> list[str]:
+    root = await channels.root(db)
+    await _user(db, root, ADMIN_EMAIL)
+    lines = [await _key_line(db, root, ADMIN_EMAIL)]
+    for agent, distributors in TREE:
+        agent_record = await _channel(db, root, agent)
+        lines.append(await _key_line(db, agent_record, agent.email))
+        for distributor, stores in distributors:
+            distributor_record = await _channel(db, agent_record, distributor)
+            lines.append(await _key_line(db, distributor_record, distributor.email))
+            for store in stores:
+                store_record = await _channel(db, distributor_record, store)
+                lines.append(await _key_line(db, store_record, store.email))
+    return lines
+
+
+async def _channel(db: Db, parent: ChannelRecord, spec: DemoChannel) -> ChannelRecord:
+    record = await channels.child_by_name(db, parent.id, spec.name)
+    if record is None:
+        record = await channels.insert_child(db, parent.id, spec.name, list(spec.regions), [])
+    await _user(db, record, spec.email)
+    return record
+
+
+async def _user(db: Db, channel: ChannelRecord, email: str) -> None:
+    await users.insert(db, channel.id, email, hash_password(DEMO_PASSWORD), Role.OWNER)
+
+
+async def _key_line(db: Db, channel: ChannelRecord, email: str) -> str:
+    await api_keys.revoke_named(db, channel.id, DEMO_KEY_NAME)
+    secret, secret_hash = new_api_key_secret()
+    key = await api_keys.insert(db, channel.id, DEMO_KEY_NAME, Role.OWNER, secret_hash)
+    indent = "  " * (channel.level + 2)
+    who = f"{channel.name} (level {channel.level}): {email}"
+    return f"{indent}{who}  key {format_api_key(key.id, secret)}"

@@ -1,0 +1,84 @@
+"""Live events between server processes: Valkey pub/sub, fanned out in each process.
+
+Each process holds one pattern subscription and hands each message to the local
+subscribers of its topic. A subscriber that falls behind loses its oldest events
+rather than holding memory for ever: live views want the latest state, not history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+PREFIX = "quanyi:events:"
+QUEUE_SIZE = 256
+
+
+class EventHub:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="event-hub")
+        await asyncio.wait_for(self._ready.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        await self._redis.publish(PREFIX + topic, json.dumps(payload))
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, topic: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        self._subscribers[topic].add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers[topic].discard(queue)
+            if not self._subscribers[topic]:
+                del self._subscribers[topic]
+
+    async def _run(self) -> None:
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(PREFIX + "*")
+                self._ready.set()
+                async for message in pubsub.listen():
+                    self._deliver(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("event subscription lost (%s); reconnecting", error)
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        topic = (channel.decode() if isinstance(channel, bytes) else channel)[len(PREFIX) :]
+        queues = self._subscribers.get(topic)
+        if not queues:
+            return
+        payload = json.loads(message["data"])
+        for queue in queues:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(payload)

@@ -1,0 +1,1 @@
+"""One module per domain: authorisation, input checks, then a call into the core."""

@@ -1,0 +1,71 @@
+"""Error codes and the two ways errors reach a client.
+
+Domain failures are ``userErrors`` in a mutation's payload. Malformed requests and
+failed authentication are GraphQL errors, raised as ``RequestError`` so that they are
+shown as they are while every other exception is masked.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import strawberry
+from graphql import GraphQLError
+
+
+@strawberry.enum
+class ErrorCode(enum.Enum):
+    NOT_FOUND = "NOT_FOUND"
+    FORBIDDEN = "FORBIDDEN"
+    INVALID_INPUT = "INVALID_INPUT"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    EMAIL_TAKEN = "EMAIL_TAKEN"
+    OUT_OF_STOCK = "OUT_OF_STOCK"
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+    PRICE_BELOW_COST = "PRICE_BELOW_COST"
+    PRODUCT_NOT_VISIBLE = "PRODUCT_NOT_VISIBLE"
+    REGION_NOT_ALLOWED = "REGION_NOT_ALLOWED"
+    RISK_BLOCKED = "RISK_BLOCKED"
+    RATE_LIMITED = "RATE_LIMITED"
+    DUPLICATE_CODE = "DUPLICATE_CODE"
+    ORDER_STATE = "ORDER_STATE"
+    SUPPLIER_UNAVAILABLE = "SUPPLIER_UNAVAILABLE"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    CODE_NOT_FOUND = "CODE_NOT_FOUND"
+    WRONG_PASSWORD = "WRONG_PASSWORD"  # noqa: S105 - an error code, not a password
+    CODE_FROZEN = "CODE_FROZEN"
+    CODE_VOIDED = "CODE_VOIDED"
+    CODE_EXPIRED = "CODE_EXPIRED"
+    CODE_NOT_YET_VALID = "CODE_NOT_YET_VALID"
+    CODE_USED_UP = "CODE_USED_UP"
+    CHANNEL_NOT_AUTHORIZED = "CHANNEL_NOT_AUTHORIZED"
+
+
+@strawberry.type
+class UserError:
+    field: list[str] | None
+    code: ErrorCode
+    message: str
+
+
+def user_error(code: ErrorCode, message: str, field: str | None = None) -> UserError:
+    return UserError(field=[field] if field else None, code=code, message=message)
+
+
+class RequestError(GraphQLError):
+    """A GraphQL error whose message is meant for the client (``extensions.code`` set)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message, extensions={"code": code})
+
+
+def unauthenticated(message: str) -> RequestError:
+    return RequestError(message, "UNAUTHENTICATED")
+
+
+def bad_request(message: str) -> RequestError:
+    return RequestError(message, "BAD_REQUEST")
+
+
+def forbidden_request(message: str) -> RequestError:
+    return RequestError(message, "FORBIDDEN")

@@ -1,0 +1,72 @@
+"""Schema extensions: request limits, caches, error masking and operation metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+
+from graphql import GraphQLError, OperationDefinitionNode
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+
+from settings import Settings
+
+
+def _must_mask(error: GraphQLError) -> bool:
+    """Show syntax, validation and our own request errors; hide everything unexpected."""
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+class OperationMetrics(SchemaExtension):
+    """Counts and times operations by type and first root field (bounded label values)."""
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        context = self.execution_context.context
+        metrics = getattr(getattr(context, "services", None), "metrics", None)
+        if metrics is None:
+            return
+        kind, field = "unknown", "unknown"
+        operation = self._operation()
+        if operation is not None:
+            kind = operation.operation.value
+            selection = operation.selection_set.selections[0]
+            field = getattr(getattr(selection, "name", None), "value", "fragment")
+        result = self.execution_context.result
+        outcome = "error" if result is not None and result.errors else "ok"
+        metrics.observe_operation(kind, field, outcome, time.perf_counter() - started)
+
+    def _operation(self) -> OperationDefinitionNode | None:
+        document = self.execution_context.graphql_document
+        if document is None:
+            return None
+        name = self.execution_context.operation_name
+        for definition in document.definitions:
+            if isinstance(definition, OperationDefinitionNode) and (
+                name is None or (definition.name and definition.name.value == name)
+            ):
+                return definition
+        return None
+
+
+def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
+    """Factories, one extension set per request; the caches live at module level."""
+    return [
+        partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
+        partial(ParserCache, maxsize=1024),
+        partial(QueryDepthLimiter, max_depth=settings.max_query_depth),
+        partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
+        partial(ValidationCache, maxsize=1024),
+        partial(MaskErrors, should_mask_error=_must_mask, error_message="Internal server error."),
+        OperationMetrics,
+    ]

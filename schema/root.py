@@ -1,0 +1,77 @@
+"""The root types and the Schema object."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from resolvers import channels, staff
+from schema.channels import Channel, CreateChannelInput, CreateChannelPayload
+from schema.context import Info
+from schema.extensions import extensions
+from schema.staff import (
+    CreateUserInput,
+    CreateUserPayload,
+    IssueApiKeyInput,
+    IssueApiKeyPayload,
+    LoginInput,
+    LoginPayload,
+    RevokeApiKeyInput,
+    RevokeApiKeyPayload,
+    Viewer,
+)
+from settings import Settings
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The caller: its channel and role.")
+    async def viewer(self, info: Info) -> Viewer:
+        return await staff.viewer(info)
+
+    @strawberry.field(
+        description="A channel of the caller's subtree; the caller's own when `id` is omitted."
+    )
+    async def channel(self, info: Info, id: strawberry.ID | None = None) -> Channel | None:
+        return await channels.channel(info, id)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Exchange e-mail and password for a session token.")
+    async def login(self, info: Info, input: LoginInput) -> LoginPayload:
+        return await staff.login(info, input)
+
+    @strawberry.mutation(description="Add a channel below one of the caller's subtree.")
+    async def create_channel(self, info: Info, input: CreateChannelInput) -> CreateChannelPayload:
+        return await channels.create_channel(info, input)
+
+    @strawberry.mutation(description="Add a staff user to a channel of the caller's subtree.")
+    async def create_user(self, info: Info, input: CreateUserInput) -> CreateUserPayload:
+        return await staff.create_user(info, input)
+
+    @strawberry.mutation(description="Create an API key; its secret is in this response only.")
+    async def issue_api_key(self, info: Info, input: IssueApiKeyInput) -> IssueApiKeyPayload:
+        return await staff.issue_api_key(info, input)
+
+    @strawberry.mutation(description="Revoke an API key; it fails from the next request on.")
+    async def revoke_api_key(self, info: Info, input: RevokeApiKeyInput) -> RevokeApiKeyPayload:
+        return await staff.revoke_api_key(info, input)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Channels created in the caller's subtree.")
+    async def channel_created(self, info: Info) -> AsyncGenerator[Channel, None]:
+        async for channel in channels.channel_created(info):
+            yield channel
+
+
+def make_schema(settings: Settings) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions(settings),
+    )

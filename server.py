@@ -1,0 +1,288 @@
+"""The Quanyi process: the Starlette app, its lifecycle and the ``quanyi`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UnsetType
+
+from domain.credentials import CredentialError
+from observability import Metrics, RequestContext, configure_logging
+from persistence import migrations
+from persistence.database import create_pool
+from persistence.embedded import EmbeddedPostgres, EmbeddedValkey
+from persistence.events import EventHub
+from resolvers.authentication import authenticate
+from schema.context import Context
+from schema.root import make_schema
+from settings import Settings
+
+log = logging.getLogger("quanyi")
+
+
+@dataclass
+class Services:
+    """The process's handles on the outside world, shared by every request."""
+
+    settings: Settings
+    db: asyncpg.Pool[Any]
+    redis: Redis
+    events: EventHub
+    session_key: bytes
+    metrics: Metrics
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        services: Services = request.app.state.services
+        context = Context(services=services, request=request, response=response)
+        if isinstance(request, Request):
+            await _authenticate(context, request.headers.get("authorization"))
+        return context
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        params = context.connection_params or {}
+        given = params.get("authorization") or params.get("Authorization")
+        if not isinstance(given, str):
+            given = context.request.headers.get("authorization")
+        await _authenticate(context, given)
+        if context.viewer is None:
+            raise ConnectionRejectionError({"message": context.auth_error or "Unauthenticated"})
+        return await super().on_ws_connect(context)
+
+
+async def _authenticate(context: Context, authorization: str | None) -> None:
+    services = context.services
+    try:
+        context.viewer = await authenticate(services.db, services.session_key, authorization)
+    except CredentialError as error:
+        context.auth_error = str(error)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    services: Services = request.app.state.services
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(2):
+            await services.db.fetchval("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as error:
+        checks["database"] = f"unreachable: {type(error).__name__}"
+    try:
+        async with asyncio.timeout(2):
+            await services.redis.ping()
+        checks["valkey"] = "ok"
+    except Exception as error:
+        checks["valkey"] = f"unreachable: {type(error).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    services: Services = request.app.state.services
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app. ``settings`` must name the database and Valkey (see ``infrastructure``)."""
+    assert settings.database_url, "resolve the servers first (see infrastructure)"
+    assert settings.redis_url, "resolve the servers first (see infrastructure)"
+    app_metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        assert settings.database_url
+        assert settings.redis_url
+        if settings.migrate_on_start:
+            await migrations.migrate(settings.database_url)
+        db = await create_pool(settings.database_url, settings.db_pool_size)
+        redis = Redis.from_url(settings.redis_url)
+        events = EventHub(redis)
+        await events.start()
+        app.state.services = Services(
+            settings=settings,
+            db=db,
+            redis=redis,
+            events=events,
+            session_key=settings.resolved_session_secret(),
+            metrics=app_metrics,
+        )
+        try:
+            yield
+        finally:
+            await events.stop()
+            await redis.aclose()
+            await db.close()
+
+    graphql = GraphQLApp(make_schema(settings), multipart_uploads_enabled=True)
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ],
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContext, metrics=app_metrics)
+    return app
+
+
+@contextlib.contextmanager
+def infrastructure(settings: Settings, *, serving: bool = True) -> Iterator[Settings]:
+    """Settings with database and Valkey URLs, starting embedded servers for those not given.
+
+    The embedded servers are stopped when the block ends, however it ends. One-shot
+    commands (``serving=False``) need no Valkey and leave a running server's PostgreSQL
+    alone.
+    """
+    with contextlib.ExitStack() as stack:
+        resolved = settings.model_copy()
+        if not settings.database_url:
+            postgres = EmbeddedPostgres(settings.data_dir, owner=serving)
+            stack.callback(postgres.stop)
+            resolved.database_url = postgres.start()
+            log.info("embedded PostgreSQL running in %s", postgres.pgdata)
+        if serving and not settings.redis_url:
+            valkey = EmbeddedValkey(settings.data_dir)
+            stack.callback(valkey.stop)
+            resolved.redis_url = valkey.start()
+            log.info("embedded Valkey running in %s", valkey.dir)
+        yield resolved
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    return Settings(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with infrastructure(settings) as resolved:
+        assert resolved.database_url
+        asyncio.run(migrations.migrate(resolved.database_url))
+        if args.demo:
+            from demo import seed
+
+            print(asyncio.run(seed(resolved, host=args.host, port=args.port)), flush=True)
+        config = uvicorn.Config(
+            create_app(resolved),
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            access_log=False,
+            loop="asyncio",
+            lifespan="on",
+            ws="websockets-sansio",
+        )
+        _Server(config).run()
+    return 0
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM start a graceful shutdown, and then ``run`` returns.
+
+        uvicorn's own version re-raises the signal after shutdown, which would end the
+        process before ``infrastructure`` stops the embedded servers.
+        """
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    with infrastructure(settings, serving=False) as resolved:
+        assert resolved.database_url
+        applied = asyncio.run(migrations.migrate(resolved.database_url))
+    for migration in applied:
+        print(f"applied {migration.version:04d}_{migration.name}")
+    if not applied:
+        print("database is up to date")
+    return 0
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from demo import create_admin
+
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    password = args.password or getpass.getpass("Password for the platform owner: ")
+    with infrastructure(settings, serving=False) as resolved:
+        assert resolved.database_url
+        asyncio.run(migrations.migrate(resolved.database_url))
+        problem = asyncio.run(create_admin(resolved.database_url, args.email, password))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    print(f"created platform owner {args.email.strip().lower()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="quanyi", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", help="where embedded servers and secrets live")
+    serve.add_argument("--demo", action="store_true", help="seed a demo platform and print logins")
+    serve.set_defaults(run=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--data-dir")
+    migrate.set_defaults(run=cmd_migrate)
+
+    admin = commands.add_parser("create-admin", help="create the platform owner")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", help="asked for when omitted")
+    admin.add_argument("--data-dir")
+    admin.set_defaults(run=cmd_create_admin)
+
+    args = parser.parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

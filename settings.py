@@ -1,0 +1,71 @@
+"""Process settings, read from the environment (and CLI flags that override it).
+
+Secrets that are not given are generated once into the data directory with 0600
+permissions, so a restart keeps sessions and encrypted codes readable.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("quanyi", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QUANYI_", extra="ignore")
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    data_dir: Path = Field(default_factory=default_data_dir)
+    session_secret: SecretStr | None = None
+    master_key: SecretStr | None = None
+    session_ttl_seconds: int = Field(default=12 * 3600, gt=0)
+    migrate_on_start: bool = True
+    log_level: str = "INFO"
+    db_pool_size: int = Field(default=10, ge=1)
+    max_query_depth: int = Field(default=12, ge=2)
+    max_aliases: int = Field(default=30, ge=1)
+    max_tokens: int = Field(default=5000, ge=100)
+    max_page_size: int = Field(default=100, ge=1)
+    login_attempts: int = Field(default=10, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+
+    @property
+    def session_ttl(self) -> timedelta:
+        return timedelta(seconds=self.session_ttl_seconds)
+
+    def secret_path(self, name: str) -> Path:
+        return self.data_dir / "secrets" / name
+
+    def resolved_session_secret(self) -> bytes:
+        if self.session_secret is not None:
+            return self.session_secret.get_secret_value().encode()
+        return _load_or_create_secret(self.secret_path("session.key"))
+
+    def resolved_master_key(self) -> bytes:
+        if self.master_key is not None:
+            return base64.b64decode(self.master_key.get_secret_value())
+        return base64.b64decode(_load_or_create_secret(self.secret_path("master.key")))
+
+
+def _load_or_create_secret(path: Path) -> bytes:
+    """Read a generated secret, creating it atomically (O_EXCL) on first use."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    value = base64.b64encode(secrets.token_bytes(32))
+    with os.fdopen(fd, "wb") as f:
+        f.write(value)
+    return value
