@@ -8,6 +8,7 @@ can clash with another instance.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -78,6 +79,8 @@ class EmbeddedPostgres:
             )
         except Exception:
             log.exception("embedded postgres did not stop cleanly")
+        # Forget it, so that its atexit hook does not try to stop it a second time.
+        atexit.unregister(self._server._cleanup)  # type: ignore[attr-defined]
         PostgresServer._instances.pop(self.pgdata, None)
         self._server = None
 

@@ -1,0 +1,244 @@
+"""Shared fixtures: real PostgreSQL and Valkey, started once per test session.
+
+Each test gets a database of its own, cloned from a migrated template, a flushed
+Valkey, and, when it asks for ``server``, the real app served by uvicorn on a free
+local port, so requests travel through real HTTP and WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from redis.asyncio import Redis
+
+from domain.access import Role
+from domain.credentials import format_api_key, new_api_key_secret
+from persistence import api_keys, channels, migrations
+from persistence.embedded import EmbeddedPostgres, EmbeddedValkey
+from server import create_app
+from settings import Settings
+
+TEMPLATE = "quanyi_template"
+SESSION_SECRET = "test-session-secret"
+
+
+@dataclass
+class Servers:
+    postgres: EmbeddedPostgres
+    redis_url: str
+
+    def dsn(self, database: str) -> str:
+        return self.postgres.dsn(database)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    base = tmp_path_factory.mktemp("servers")
+    postgres = EmbeddedPostgres(base)
+    postgres.start()
+    valkey = EmbeddedValkey(base)
+    try:
+        redis_url = valkey.start()
+        asyncio.run(_prepare_template(postgres))
+        yield Servers(postgres, redis_url)
+    finally:
+        valkey.stop()
+        postgres.stop()
+
+
+async def _prepare_template(postgres: EmbeddedPostgres) -> None:
+    admin = await asyncpg.connect(postgres.dsn("postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    finally:
+        await admin.close()
+    await migrations.migrate(postgres.dsn(TEMPLATE))
+
+
+@pytest.fixture
+async def database_url(servers: Servers) -> AsyncIterator[str]:
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(servers.dsn("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+        yield servers.dsn(name)
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def redis_url(servers: Servers) -> AsyncIterator[str]:
+    redis = Redis.from_url(servers.redis_url)
+    await redis.flushall()
+    await redis.aclose()
+    yield servers.redis_url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, redis_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        session_secret=SESSION_SECRET,
+        migrate_on_start=False,
+        log_level="WARNING",
+    )
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@dataclass
+class LiveServer:
+    url: str
+
+    @property
+    def graphql_url(self) -> str:
+        return self.url + "/graphql"
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.graphql_url.removeprefix("http")
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[LiveServer]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings), log_config=None, lifespan="on", ws="websockets-sansio"
+    )
+    uv = uvicorn.Server(config)
+    task = asyncio.create_task(uv.serve(sockets=[sock]))
+    while not uv.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped during startup")
+        await asyncio.sleep(0.01)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}")
+    finally:
+        uv.should_exit = True
+        await task
+        sock.close()
+
+
+class Api:
+    """A GraphQL client over real HTTP."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self.http = http
+        self.url = url
+
+    async def raw(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(
+            self.url, json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def data(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
+        body = await self.raw(query, variables, token=token)
+        assert not body.get("errors"), body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+
+@pytest.fixture
+async def api(server: LiveServer) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        yield Api(http, server.graphql_url)
+
+
+@pytest.fixture
+async def platform_key(db: asyncpg.Connection[Any]) -> str:
+    """An owner API key of the platform, made the way ``create-admin`` bootstraps."""
+    root = await channels.root(db)
+    secret, secret_hash = new_api_key_secret()
+    key = await api_keys.insert(db, root.id, "test platform key", Role.OWNER, secret_hash)
+    return format_api_key(key.id, secret)
+
+
+CREATE_CHANNEL = """
+mutation($input: CreateChannelInput!) {
+  createChannel(input: $input) {
+    channel { id name level }
+    userErrors { field code message }
+  }
+}
+"""
+
+ISSUE_KEY = """
+mutation($input: IssueApiKeyInput!) {
+  issueApiKey(input: $input) {
+    secret
+    apiKey { id name role }
+    userErrors { field code message }
+  }
+}
+"""
+
+
+@dataclass
+class Node:
+    id: str
+    key: str
+    key_id: str
+
+
+async def make_channel(api: Api, token: str, name: str, parent_id: str | None = None) -> Node:
+    created = await api.data(
+        CREATE_CHANNEL, {"input": {"name": name, "parentId": parent_id}}, token=token
+    )
+    payload = created["createChannel"]
+    assert payload["userErrors"] == []
+    channel_id = payload["channel"]["id"]
+    issued = await api.data(
+        ISSUE_KEY,
+        {"input": {"channelId": channel_id, "name": f"{name} key", "role": "OWNER"}},
+        token=token,
+    )
+    key = issued["issueApiKey"]
+    assert key["userErrors"] == []
+    return Node(id=channel_id, key=key["secret"], key_id=key["apiKey"]["id"])
+
+
+@pytest.fixture
+async def tree(api: Api, platform_key: str) -> dict[str, Node]:
+    """root -> A -> A1 -> A11 and root -> B, each with an owner API key."""
+    viewer = await api.data("{ viewer { channel { id } apiKey { id } } }", token=platform_key)
+    root = Node(
+        id=viewer["viewer"]["channel"]["id"],
+        key=platform_key,
+        key_id=viewer["viewer"]["apiKey"]["id"],
+    )
+    a = await make_channel(api, platform_key, "A")
+    a1 = await make_channel(api, a.key, "A1", a.id)
+    a11 = await make_channel(api, a1.key, "A11", a1.id)
+    b = await make_channel(api, platform_key, "B")
+    return {"root": root, "A": a, "A1": a1, "A11": a11, "B": b}
