@@ -258,6 +258,11 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_print_schema(args: argparse.Namespace) -> int:
+    print(make_schema(Settings()).as_str())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quanyi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -278,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("--password", help="asked for when omitted")
     admin.add_argument("--data-dir")
     admin.set_defaults(run=cmd_create_admin)
+
+    printer = commands.add_parser("print-schema", help="print the GraphQL schema (SDL)")
+    printer.set_defaults(run=cmd_print_schema)
 
     args = parser.parse_args(argv)
     code: int = args.run(args)
