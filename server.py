@@ -26,12 +26,14 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
 
+from actors.registry import PoolRegistry
 from domain.credentials import CredentialError
 from observability import Metrics, RequestContext, configure_logging
 from persistence import migrations
 from persistence.database import create_pool
 from persistence.embedded import EmbeddedPostgres, EmbeddedValkey
 from persistence.events import EventHub
+from persistence.keyring import Keyring
 from resolvers.authentication import authenticate
 from schema.context import Context
 from schema.root import make_schema
@@ -50,6 +52,8 @@ class Services:
     events: EventHub
     session_key: bytes
     metrics: Metrics
+    keyring: Keyring
+    pools: PoolRegistry
 
 
 class GraphQLApp(GraphQL[Context, None]):
@@ -126,6 +130,8 @@ def create_app(settings: Settings) -> Starlette:
         redis = Redis.from_url(settings.redis_url)
         events = EventHub(redis)
         await events.start()
+        pools = PoolRegistry(db, events, settings)
+        await pools.start()
         app.state.services = Services(
             settings=settings,
             db=db,
@@ -133,10 +139,13 @@ def create_app(settings: Settings) -> Starlette:
             events=events,
             session_key=settings.resolved_session_secret(),
             metrics=app_metrics,
+            keyring=await Keyring.load(db, settings.resolved_master_key()),
+            pools=pools,
         )
         try:
             yield
         finally:
+            await pools.stop()
             await events.stop()
             await redis.aclose()
             await db.close()

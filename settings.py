@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=100, ge=1)
     login_attempts: int = Field(default=10, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    reservation_ttl_seconds: float = Field(default=900, gt=0)
+    reservation_sweep_seconds: float = Field(default=1.0, gt=0)
+    pool_window_size: int = Field(default=1024, ge=1)
+    pool_max_actors: int = Field(default=256, ge=1)
+    pool_idle_seconds: float = Field(default=60, gt=0)
+    stock_publish_interval: float = Field(default=0.1, ge=0)
 
     @property
     def session_ttl(self) -> timedelta:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 import strawberry
+from strawberry.tools import merge_types
 
 from resolvers import channels, staff
 from schema.channels import Channel, CreateChannelInput, CreateChannelPayload
@@ -25,7 +26,7 @@ from settings import Settings
 
 
 @strawberry.type
-class Query:
+class AccessQuery:
     @strawberry.field(description="The caller: its channel and role.")
     async def viewer(self, info: Info) -> Viewer:
         return await staff.viewer(info)
@@ -38,7 +39,7 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class AccessMutation:
     @strawberry.mutation(description="Exchange e-mail and password for a session token.")
     async def login(self, info: Info, input: LoginInput) -> LoginPayload:
         return await staff.login(info, input)
@@ -61,11 +62,17 @@ class Mutation:
 
 
 @strawberry.type
-class Subscription:
+class AccessSubscription:
     @strawberry.subscription(description="Channels created in the caller's subtree.")
     async def channel_created(self, info: Info) -> AsyncGenerator[Channel, None]:
         async for channel in channels.channel_created(info):
             yield channel
+
+
+# Each domain contributes its own root classes; the schema merges them.
+Query = merge_types("Query", (AccessQuery,))
+Mutation = merge_types("Mutation", (AccessMutation,))
+Subscription = merge_types("Subscription", (AccessSubscription,))
 
 
 def make_schema(settings: Settings) -> strawberry.Schema:

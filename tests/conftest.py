@@ -8,7 +8,9 @@ local port, so requests travel through real HTTP and WebSocket.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -42,8 +44,10 @@ class Servers:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    base = tmp_path_factory.mktemp("servers")
+def servers() -> Iterator[Servers]:
+    # Not under pytest's tmp_path: pytest prunes old base dirs, which would pull the data
+    # dir from under a session running beside another one.
+    base = Path(tempfile.mkdtemp(prefix="quanyi-test-"))
     postgres = EmbeddedPostgres(base)
     postgres.start()
     valkey = EmbeddedValkey(base)
@@ -54,6 +58,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     finally:
         valkey.stop()
         postgres.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 async def _prepare_template(postgres: EmbeddedPostgres) -> None:
@@ -79,11 +84,11 @@ async def database_url(servers: Servers) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def redis_url(servers: Servers) -> AsyncIterator[str]:
+async def redis_url(servers: Servers) -> str:
     redis = Redis.from_url(servers.redis_url)
     await redis.flushall()
     await redis.aclose()
-    yield servers.redis_url
+    return servers.redis_url
 
 
 @pytest.fixture

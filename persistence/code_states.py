@@ -1,0 +1,109 @@
+"""The statements a PoolActor runs: every write of a code's state lives here.
+
+Each write takes the pool's epoch and is fenced by it, and returns the pool's counters
+as they are after the write, so the actor never has to count codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from persistence.queries import queries
+from persistence.types import Db
+
+Q = queries("code_states")
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    available: int
+    reserved: int
+    sold: int
+    frozen: int
+    voided: int
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Counts:
+        return cls(row["available"], row["reserved"], row["sold"], row["frozen"], row["voided"])
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    epoch: int
+    product_id: int
+    counts: Counts
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """The codes a write moved and the pool's counters after it."""
+
+    ids: list[int]
+    counts: Counts
+    row: asyncpg.Record
+
+
+class Fenced(Exception):
+    """The pool's epoch moved on: another actor owns the pool now."""
+
+
+async def claim(db: Db, pool_id: int) -> Claim | None:
+    """Take ownership of a pool by bumping its epoch; None when the pool does not exist."""
+    row = await db.fetchrow(Q["claim"], pool_id)
+    if row is None:
+        return None
+    return Claim(row["epoch"], row["product_id"], Counts.from_row(row))
+
+
+async def window(db: Db, pool_id: int, after_id: int, limit: int) -> list[int]:
+    return [r["id"] for r in await db.fetch(Q["window"], pool_id, after_id, limit)]
+
+
+async def reserve(
+    db: Db, pool_id: int, epoch: int, ids: list[int], refs: list[str], until: list[datetime]
+) -> Moved:
+    return _moved(await db.fetchrow(Q["reserve"], pool_id, epoch, ids, refs, until))
+
+
+async def reserved_for(db: Db, pool_id: int, refs: list[str]) -> dict[str, tuple[list[int], Any]]:
+    rows = await db.fetch(Q["reserved_for"], pool_id, refs)
+    return {r["ref"]: (list(r["ids"]), r["until"]) for r in rows}
+
+
+async def commit(db: Db, pool_id: int, epoch: int, ref: str) -> Moved:
+    return _moved(await db.fetchrow(Q["commit"], pool_id, epoch, ref))
+
+
+async def release(
+    db: Db, pool_id: int, epoch: int, ref: str | None, expired_by: datetime | None
+) -> Moved:
+    return _moved(await db.fetchrow(Q["release"], pool_id, epoch, ref, expired_by))
+
+
+async def move(
+    db: Db, pool_id: int, epoch: int, ids: list[int], sources: list[str], target: str | None
+) -> Moved:
+    return _moved(await db.fetchrow(Q["move"], pool_id, epoch, ids, sources, target))
+
+
+async def counts(db: Db, pool_id: int) -> Counts | None:
+    row = await db.fetchrow(Q["counts"], pool_id)
+    return Counts.from_row(row) if row else None
+
+
+async def expired_pools(db: Db, now: datetime, limit: int) -> list[int]:
+    return [r["pool_id"] for r in await db.fetch(Q["expired_pools"], now, limit)]
+
+
+async def product_stock(db: Db, product_id: int) -> asyncpg.Record | None:
+    return await db.fetchrow(Q["product_stock"], product_id)
+
+
+def _moved(row: asyncpg.Record | None) -> Moved:
+    if row is None:
+        raise Fenced
+    return Moved(list(row["ids"]), Counts.from_row(row), row)
