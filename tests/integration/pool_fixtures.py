@@ -38,8 +38,7 @@ async def make_pool(db: asyncpg.Connection[Any], size: int, product_id: int | No
     )
     await db.execute(
         """INSERT INTO codes (pool_id, fingerprint, code_ciphertext, key_id, last4)
-           SELECT p, sha256(convert_to(p::text || ':' || g::text, 'UTF8')), '\\x00', 1,
-                  lpad(g::text, 4, '0')
+           SELECT p, int8send(p * 100000000 + g), '\\x00', 1, lpad(g::text, 4, '0')
            FROM (SELECT $1::bigint AS p) AS pool, generate_series(1, $2) AS g""",
         pool_id,
         size,
