@@ -1,0 +1,62 @@
+"""The registry keeps actor threads bounded: busy pools live, idle ones are passivated."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from actors.messages import Reserved
+from actors.registry import PoolRegistry
+from persistence.events import EventHub
+from settings import Settings
+from tests.integration.pool_fixtures import make_pool, make_product
+
+
+async def test_many_pools_never_hold_a_thread_each(
+    settings: Settings, db: asyncpg.Connection[Any]
+) -> None:
+    # Given 300 pools and a registry allowed 20 live actors, passivating after 0.3 s idle
+    assert settings.database_url
+    assert settings.redis_url
+    product = await make_product(db)
+    pools = [await make_pool(db, 3, product) for _ in range(300)]
+    db_pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=8)
+    redis = Redis.from_url(settings.redis_url)
+    events = EventHub(redis)
+    await events.start()
+    registry = PoolRegistry(
+        db_pool,
+        events,
+        settings.model_copy(update={"pool_max_actors": 20, "pool_idle_seconds": 0.3}),
+    )
+    await registry.start()
+    threads_before = threading.active_count()
+    try:
+        # When every pool is used once, 30 at a time
+        for start in range(0, 300, 30):
+            results = await asyncio.gather(
+                *(registry.reserve(p, "order", 1) for p in pools[start : start + 30])
+            )
+            assert all(isinstance(r, Reserved) for r in results)
+            # Then never more than the limit (plus the batch in hand) are alive
+            assert registry.live_actors <= 30
+            assert threading.active_count() - threads_before <= 30
+
+        # And once they are idle, all of them are passivated
+        deadline = asyncio.get_running_loop().time() + 5
+        while registry.live_actors:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.1)
+
+        # And a passivated pool comes back with its state rebuilt from the database
+        snapshot = await registry.snapshot(pools[0])
+        assert (snapshot.available, snapshot.reserved) == (2, 1)
+    finally:
+        await registry.stop()
+        await events.stop()
+        await redis.aclose()
+        await db_pool.close()
