@@ -114,6 +114,10 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # The error middleware outside this one answers 500 for an unhandled error.
+            status = status or 500
+            raise
         finally:
             elapsed = time.perf_counter() - started
             if scope["type"] == "http":

@@ -42,8 +42,8 @@ class Principal:
         return self.role in _ALLOWED[action]
 
     def may_grant(self, role: Role) -> bool:
-        """Only an owner hands out roles; an owner may hand out any role."""
-        return self.role is Role.OWNER or role is self.role
+        """Only an owner hands out roles, and an owner may hand out any role."""
+        return self.role is Role.OWNER
 
 
 def in_subtree(path: str, ancestor_path: str) -> bool:

@@ -42,8 +42,11 @@ def hash_api_key_secret(secret: str) -> bytes:
 
 
 def parse_api_key(token: str) -> tuple[int, str]:
-    body = token[len(API_KEY_PREFIX) :]
-    key_id, sep, secret = body.partition("_")
+    # Secrets are ASCII (token_urlsafe); a lone surrogate or "²" (isdigit, but not int)
+    # must be refused here, not fail later with another exception.
+    if not token.startswith(API_KEY_PREFIX) or not token.isascii():
+        raise CredentialError("Malformed API key.")
+    key_id, sep, secret = token[len(API_KEY_PREFIX) :].partition("_")
     if not sep or not key_id.isdigit() or len(key_id) > 18 or not secret:
         raise CredentialError("Malformed API key.")
     return int(key_id), secret
@@ -60,6 +63,8 @@ def sign_session(user_id: int, expires_at: datetime, key: bytes) -> str:
 
 def verify_session(token: str, key: bytes, now: datetime) -> int:
     """Return the user id of a valid session token, or raise CredentialError."""
+    if not token.startswith(SESSION_PREFIX) or not token.isascii():
+        raise CredentialError("Malformed session token.")
     payload, sep, signature = token[len(SESSION_PREFIX) :].partition(".")
     try:
         given = _unb64(signature)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 from graphql import GraphQLError, OperationDefinitionNode
+from starlette.websockets import WebSocket
 from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
@@ -16,6 +17,8 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 
 from settings import Settings
 
@@ -24,6 +27,23 @@ def _must_mask(error: GraphQLError) -> bool:
     """Show syntax, validation and our own request errors; hide everything unexpected."""
     original = error.original_error
     return original is not None and not isinstance(original, GraphQLError)
+
+
+class SubscriptionsOverWebSocket(SchemaExtension):
+    """Refuses subscriptions sent over plain HTTP (a 400) instead of failing inside them.
+
+    Over HTTP strawberry would execute a subscription like a query, and the field's
+    async generator would surface as a masked "Internal server error".
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        request = getattr(context.context, "request", None)
+        if context.operation_type is OperationType.SUBSCRIPTION and not isinstance(
+            request, WebSocket
+        ):
+            raise InvalidOperationTypeError(OperationType.SUBSCRIPTION)
+        yield
 
 
 class OperationMetrics(SchemaExtension):
@@ -64,6 +84,7 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     return [
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         partial(ParserCache, maxsize=1024),
+        SubscriptionsOverWebSocket,
         partial(QueryDepthLimiter, max_depth=settings.max_query_depth),
         partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
         partial(ValidationCache, maxsize=1024),

@@ -22,6 +22,6 @@ def decode(type_name: str, value: str) -> int | None:
         kind, _, key = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    if kind != type_name or not key.isdigit() or len(key) > 18:
+    if kind != type_name or not (key.isascii() and key.isdigit()) or len(key) > 18:
         return None
     return int(key)

@@ -90,6 +90,6 @@ def _decode_cursor(cursor: str) -> int:
         kind, _, key = base64.b64decode(cursor, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         kind, key = "", ""
-    if kind != "cursor" or not key.isdigit() or len(key) > 18:
+    if kind != "cursor" or not (key.isascii() and key.isdigit()) or len(key) > 18:
         raise bad_request("`after` is not a cursor from this connection.")
     return int(key)
