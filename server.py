@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import uvicorn
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -24,6 +25,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 from strawberry.types.unset import UnsetType
 
 from actors.registry import PoolRegistry
@@ -57,6 +59,18 @@ class Services:
 
 
 class GraphQLApp(GraphQL[Context, None]):
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        # strawberry assumes a decoded body (and a multipart `map`) is an object and fails
+        # with a 500 on `"x"`, `null` or bytes that are not UTF-8; those are client errors.
+        try:
+            return await super().parse_http_body(request)
+        except (AttributeError, TypeError, UnicodeDecodeError) as error:
+            raise HTTPException(
+                400, "The request must be a JSON object with a `query` string."
+            ) from error
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         services: Services = request.app.state.services
         context = Context(services=services, request=request, response=response)
@@ -267,6 +281,32 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    from persistence.rotation import RotationInProgress, rotate_database
+
+    if args.batch_size < 1:
+        print("error: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    with infrastructure(settings, serving=False) as resolved:
+        assert resolved.database_url
+        asyncio.run(migrations.migrate(resolved.database_url))
+        try:
+            asyncio.run(
+                rotate_database(
+                    resolved.database_url,
+                    settings.resolved_master_key(),
+                    batch_rows=args.batch_size,
+                    progress=lambda line: print(line, flush=True),
+                )
+            )
+        except RotationInProgress as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def cmd_print_schema(args: argparse.Namespace) -> int:
     print(make_schema(Settings()).as_str())
     return 0
@@ -292,6 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("--password", help="asked for when omitted")
     admin.add_argument("--data-dir")
     admin.set_defaults(run=cmd_create_admin)
+
+    rotate = commands.add_parser(
+        "rotate-keys", help="re-encrypt code secrets under a new data key (safe while serving)"
+    )
+    rotate.add_argument("--data-dir")
+    rotate.add_argument("--batch-size", type=int, default=1000, help="rows per transaction")
+    rotate.set_defaults(run=cmd_rotate_keys)
 
     printer = commands.add_parser("print-schema", help="print the GraphQL schema (SDL)")
     printer.set_defaults(run=cmd_print_schema)

@@ -8,9 +8,11 @@ import strawberry
 from strawberry.tools import merge_types
 
 from resolvers import channels, staff
+from schema.catalog import CatalogMutation, CatalogQuery
 from schema.channels import Channel, CreateChannelInput, CreateChannelPayload
 from schema.context import Info
 from schema.extensions import extensions
+from schema.pools import PoolsMutation, PoolsQuery
 from schema.staff import (
     CreateUserInput,
     CreateUserPayload,
@@ -22,6 +24,7 @@ from schema.staff import (
     RevokeApiKeyPayload,
     Viewer,
 )
+from schema.stock import StockSubscription
 from settings import Settings
 
 
@@ -70,9 +73,9 @@ class AccessSubscription:
 
 
 # Each domain contributes its own root classes; the schema merges them.
-Query = merge_types("Query", (AccessQuery,))
-Mutation = merge_types("Mutation", (AccessMutation,))
-Subscription = merge_types("Subscription", (AccessSubscription,))
+Query = merge_types("Query", (AccessQuery, CatalogQuery, PoolsQuery))
+Mutation = merge_types("Mutation", (AccessMutation, CatalogMutation, PoolsMutation))
+Subscription = merge_types("Subscription", (AccessSubscription, StockSubscription))
 
 
 def make_schema(settings: Settings) -> strawberry.Schema:

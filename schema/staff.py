@@ -129,7 +129,7 @@ class IssueApiKeyInput:
         default=None, description="Defaults to the caller's own channel."
     )
     role: Role = strawberry.field(  # type: ignore[valid-type]
-        default=DomainRole.OPERATOR, description="At most the caller's own role."
+        default=DomainRole.OPERATOR, description="Granted by owners only."
     )
 
 

@@ -22,6 +22,7 @@ import httpx
 import pytest
 import uvicorn
 from redis.asyncio import Redis
+from starlette.applications import Starlette
 
 from domain.access import Role
 from domain.credentials import format_api_key, new_api_key_secret
@@ -113,6 +114,7 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
 @dataclass
 class LiveServer:
     url: str
+    app: Starlette
 
     @property
     def graphql_url(self) -> str:
@@ -129,9 +131,8 @@ async def server(settings: Settings) -> AsyncIterator[LiveServer]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings), log_config=None, lifespan="on", ws="websockets-sansio"
-    )
+    app = create_app(settings)
+    config = uvicorn.Config(app, log_config=None, lifespan="on", ws="websockets-sansio")
     uv = uvicorn.Server(config)
     task = asyncio.create_task(uv.serve(sockets=[sock]))
     while not uv.started:
@@ -140,7 +141,7 @@ async def server(settings: Settings) -> AsyncIterator[LiveServer]:
             raise RuntimeError("server stopped during startup")
         await asyncio.sleep(0.01)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}")
+        yield LiveServer(f"http://127.0.0.1:{port}", app)
     finally:
         uv.should_exit = True
         await task
