@@ -7,15 +7,21 @@ fresh ones.
 
 from __future__ import annotations
 
+import secrets
+import string
 from dataclasses import dataclass
+from decimal import Decimal
 
 import asyncpg
 
 from domain.access import Role
+from domain.catalog import Fulfilment, ProductCategory, ProductDraft
 from domain.credentials import format_api_key, hash_password, new_api_key_secret
 from domain.staff import check_password, clean_email
-from persistence import api_keys, channels, users
+from persistence import api_keys, catalog, channels, codes, pools, users
 from persistence.channels import ChannelRecord
+from persistence.import_sources import ListSource
+from persistence.keyring import Keyring
 from persistence.types import Db
 from settings import Settings
 
@@ -50,6 +56,14 @@ TREE: list[tuple[DemoChannel, list[tuple[DemoChannel, list[DemoChannel]]]]] = [
     (DemoChannel("华南总代理 South China Agent", "south@demo.quanyi.dev", ("CN-GD",)), []),
 ]
 
+# (name, category, face value, cost, base price, codes in its pool)
+PRODUCTS: list[tuple[str, ProductCategory, str, str, str, int]] = [
+    ("腾讯视频VIP月卡 Tencent Video VIP 1 month", ProductCategory.VIDEO, "30", "18.50", "20", 200),
+    ("网易云音乐黑胶VIP月卡 NetEase Music VIP", ProductCategory.MUSIC, "15", "9.20", "10", 120),
+    ("Steam钱包充值卡 100元 Steam Wallet 100", ProductCategory.GAME, "100", "88", "91.50", 60),
+    ("星巴克中杯兑换券 Starbucks Tall Coupon", ProductCategory.FOOD, "33", "21", "23", 80),
+]
+
 
 async def create_admin(dsn: str, email: str, password: str) -> str | None:
     """Create the platform owner; returns what is wrong instead when it cannot."""
@@ -72,6 +86,8 @@ async def seed(settings: Settings, host: str, port: int) -> str:
     try:
         async with conn.transaction():
             lines = await _seed(conn)
+            keyring = await Keyring.load(conn, settings.resolved_master_key())
+            stocked = await _seed_catalog(conn, keyring)
     finally:
         await conn.close()
     url = f"http://{host}:{port}/graphql"
@@ -89,6 +105,8 @@ async def seed(settings: Settings, host: str, port: int) -> str:
             '  then set the header {"Authorization": "Bearer <token>"} in GraphiQL.',
             "  Channels (each owner logs in with the same password; API keys shown once):",
             *lines,
+            "  Products with pools of codes:",
+            *stocked,
             "",
         ]
     )
@@ -129,3 +147,36 @@ async def _key_line(db: Db, channel: ChannelRecord, email: str) -> str:
     indent = "  " * (channel.level + 2)
     who = f"{channel.name} (level {channel.level}): {email}"
     return f"{indent}{who}  key {format_api_key(key.id, secret)}"
+
+
+async def _seed_catalog(db: Db, keyring: Keyring) -> list[str]:
+    lines = []
+    for name, category, face, cost, base, size in PRODUCTS:
+        product_id = await catalog.product_id_by_name(db, name)
+        if product_id is None:
+            draft = ProductDraft(
+                name=name,
+                category=category,
+                face_value=Decimal(face),
+                cost_price=Decimal(cost),
+                base_price=Decimal(base),
+                fulfilment=Fulfilment.POOL,
+                supplier_id=None,
+                supplier_sku=None,
+                validity_days=365,
+                max_uses=1,
+                on_shelf=True,
+            )
+            product_id = (await catalog.insert_product(db, draft)).id
+            pool = await pools.insert(db, product_id, "demo stock")
+            assert pool is not None
+            rows = [(_demo_code(), _demo_code()[:6], None) for _ in range(size)]
+            await codes.import_codes(db, keyring, pool.id, ListSource(rows))
+        stock = sum(p.available for p in await pools.by_product(db, product_id))
+        lines.append(f"    {name}: {stock} codes available")
+    return lines
+
+
+def _demo_code() -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return "-".join("".join(secrets.choice(alphabet) for _ in range(4)) for _ in range(4))

@@ -232,3 +232,8 @@ async def stock(db: Db, product_id: int) -> StockRecord:
     row = await db.fetchrow(Q["stock"], product_id)
     assert row is not None, "an aggregate always has one row"
     return StockRecord.from_row(row, product_id)
+
+
+async def product_id_by_name(db: Db, name: str) -> int | None:
+    product_id: int | None = await db.fetchval(Q["product_id_by_name"], name)
+    return product_id

@@ -170,3 +170,6 @@ SELECT $1::bigint AS product_id,
        coalesce(sum(frozen), 0)::bigint AS frozen
 FROM pools
 WHERE product_id = $1;
+
+-- name: product_id_by_name
+SELECT id FROM products WHERE name = $1 ORDER BY id LIMIT 1;
