@@ -13,6 +13,7 @@ from schema.channels import Channel, CreateChannelInput, CreateChannelPayload
 from schema.context import Info
 from schema.extensions import extensions
 from schema.pools import PoolsMutation, PoolsQuery
+from schema.settlement import SettlementMutation, SettlementQuery
 from schema.staff import (
     CreateUserInput,
     CreateUserPayload,
@@ -73,8 +74,10 @@ class AccessSubscription:
 
 
 # Each domain contributes its own root classes; the schema merges them.
-Query = merge_types("Query", (AccessQuery, CatalogQuery, PoolsQuery))
-Mutation = merge_types("Mutation", (AccessMutation, CatalogMutation, PoolsMutation))
+Query = merge_types("Query", (AccessQuery, CatalogQuery, PoolsQuery, SettlementQuery))
+Mutation = merge_types(
+    "Mutation", (AccessMutation, CatalogMutation, PoolsMutation, SettlementMutation)
+)
 Subscription = merge_types("Subscription", (AccessSubscription, StockSubscription))
 
 

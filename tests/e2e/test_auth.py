@@ -541,6 +541,14 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
              file: $file}) { imported } }""",
         {"id": POOL_1, "file": None},
     ),
+    # settlement
+    "splitRules": ("query", "{ splitRules { id } }", {}),
+    "setSplitRule": (
+        "mutation",
+        """mutation($id: ID!) { setSplitRule(input: {productId: $id, kind: PRICE_CHAIN}) {
+             splitRule { id } } }""",
+        {"id": PRODUCT_1},
+    ),
     # Subscriptions are tested over WebSocket elsewhere; listed so none goes unnoticed.
     "channelCreated": ("subscription", "subscription { channelCreated { id } }", {}),
     "stockChanged": ("subscription", "subscription { stockChanged { productId available } }", {}),
