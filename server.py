@@ -36,6 +36,7 @@ from persistence.database import create_pool
 from persistence.embedded import EmbeddedPostgres, EmbeddedValkey
 from persistence.events import EventHub
 from persistence.keyring import Keyring
+from resolvers import exports
 from resolvers.authentication import authenticate
 from schema.context import Context
 from schema.root import make_schema
@@ -172,6 +173,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/exports/statements/{channel_id}.csv", exports.statement_csv),
         ],
         lifespan=lifespan,
     )

@@ -58,9 +58,22 @@ def may_change_catalog(viewer: Principal) -> bool:
 def sees_off_shelf(viewer: Principal) -> bool:
     """The platform sees every product; other channels only those on shelf.
 
-    Per-channel visibility (``setChannelProducts``) narrows this further later on.
+    Per-channel visibility (``setChannelProducts``) narrows this further: see
+    ``sees_product`` and ``visibility_path``.
     """
     return viewer.is_platform
+
+
+def sees_product(viewer: Principal, *, on_shelf: bool, hidden_on_path: bool) -> bool:
+    """A channel sees a product when it is the platform, or the product is on shelf and
+    no channel from the root down to the viewer's own hides it."""
+    return viewer.is_platform or (on_shelf and not hidden_on_path)
+
+
+def visibility_path(viewer: Principal) -> str | None:
+    """The channel path whose hidden products (and off-shelf ones) the viewer does not
+    see, for the catalog queries; None for the platform, which sees every product."""
+    return None if sees_off_shelf(viewer) else viewer.channel_path
 
 
 def sees_sourcing(viewer: Principal) -> bool:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 # ISO 3166-2: a country, optionally with a subdivision (CN, CN-GD, CN-11).
@@ -63,3 +64,83 @@ def restriction_outside_parent(child: list[str], parent: list[str], *, regions: 
         return [r for r in child if not region_within(r, parent)]
     allowed = set(parent)
     return [g for g in child if g not in allowed]
+
+
+def outside_ancestors(
+    values: Iterable[str], ancestors: Iterable[Sequence[str]], *, regions: bool
+) -> list[str]:
+    """Values that some restricted channel above does not allow, in the order given.
+
+    ``ancestors`` are the restriction sets of the channels above, any order; empty sets
+    restrict nothing.
+    """
+    sets = [list(s) for s in ancestors if s]
+    return [
+        v for v in values if any(restriction_outside_parent([v], s, regions=regions) for s in sets)
+    ]
+
+
+# --- selling to a buyer -----------------------------------------------------------------
+
+
+class SaleRule(enum.StrEnum):
+    """The restriction a sale broke; the values are the API's error codes."""
+
+    REGION_NOT_ALLOWED = "REGION_NOT_ALLOWED"
+    CUSTOMER_GROUP_NOT_ALLOWED = "CUSTOMER_GROUP_NOT_ALLOWED"
+
+
+@dataclass(frozen=True, slots=True)
+class SaleRefusal:
+    """Why a channel may not sell to a buyer.
+
+    ``depth`` is the index in the path (0: the platform) of the first channel whose
+    restriction refused; ``field`` names the buyer's field at fault.
+    """
+
+    rule: SaleRule
+    field: str
+    message: str
+    depth: int
+
+
+# A restriction set as stored: regions, or customer groups.
+Restrictions = tuple[Sequence[str], Sequence[str]]
+
+
+def check_sale(
+    path_restrictions: Sequence[Restrictions],
+    region: str | None,
+    customer_group: str | None,
+) -> SaleRefusal | None:
+    """Whether every channel on a path (root first) may sell to this buyer; None if so.
+
+    Each channel with a non-empty set must allow the buyer: a region is allowed by itself
+    or its country (CN allows CN-GD, CN-GD does not allow CN), a customer group by its
+    exact name. A buyer without a region (or group) is refused wherever regions (or
+    groups) are restricted, since nobody can tell it is allowed. Regions are checked
+    first, then customer groups, each from the root down.
+    """
+    wanted_region = region.strip().upper() if region is not None else None
+    for depth, (regions, _) in enumerate(path_restrictions):
+        if regions and (not wanted_region or not region_within(wanted_region, regions)):
+            return SaleRefusal(
+                SaleRule.REGION_NOT_ALLOWED,
+                "region",
+                f"This channel does not sell to {wanted_region}."
+                if wanted_region
+                else "This channel sells to some regions only: give the buyer's region.",
+                depth,
+            )
+    wanted_group = " ".join(customer_group.split()) if customer_group is not None else None
+    for depth, (_, groups) in enumerate(path_restrictions):
+        if groups and (not wanted_group or wanted_group not in groups):
+            return SaleRefusal(
+                SaleRule.CUSTOMER_GROUP_NOT_ALLOWED,
+                "customerGroup",
+                f"This channel does not sell to customer group {wanted_group}."
+                if wanted_group
+                else "This channel sells to some customer groups only: give the buyer's group.",
+                depth,
+            )
+    return None

@@ -70,8 +70,15 @@ def level_price(
     return with_markup(parent_price, parent_default_markup)
 
 
-def resolve(cost: Decimal, base_price: Decimal, path: Sequence[PriceLevel]) -> PriceChain:
-    """The chain for a path from the platform (``path[0]``) down; raises PriceBelowCost."""
+def resolve(
+    cost: Decimal, base_price: Decimal, path: Sequence[PriceLevel], *, check: bool = True
+) -> PriceChain:
+    """The chain for a path from the platform (``path[0]``) down.
+
+    Raises PriceBelowCost for a channel paying less than its parent, which a later change
+    above a fixed price can cause; ``check=False`` shows such a chain as it is set (for
+    display: orders always check).
+    """
     prices = [cost]
     for depth in range(1, len(path)):
         parent = path[depth - 1]
@@ -84,7 +91,7 @@ def resolve(cost: Decimal, base_price: Decimal, path: Sequence[PriceLevel]) -> P
             parent_is_platform=depth == 1,
             base_price=base_price,
         )
-        if price < prices[-1]:
+        if check and price < prices[-1]:
             raise PriceBelowCost(level.channel_id, price, prices[-1])
         prices.append(price)
     return PriceChain(tuple(level.channel_id for level in path), tuple(prices))

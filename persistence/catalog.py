@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -160,10 +161,37 @@ async def all_suppliers(db: Db) -> list[SupplierRecord]:
 # --- products ---------------------------------------------------------------------------
 
 
-async def get_product(db: Db, product_id: int, *, off_shelf: bool) -> ProductRecord | None:
-    """The product; with ``off_shelf`` false, None for one that is off shelf."""
-    row = await db.fetchrow(Q["get_product"], product_id, off_shelf)
+async def get_product(db: Db, product_id: int, *, viewer_path: str | None) -> ProductRecord | None:
+    """The product when the reader sees it, else None.
+
+    ``viewer_path`` is the reader's channel path (``domain.catalog.visibility_path``):
+    such a reader sees products on shelf that no channel on its path hides. None reads
+    every product (the platform, or the system itself).
+    """
+    row = await db.fetchrow(Q["get_product"], product_id, viewer_path)
     return ProductRecord.from_row(row) if row else None
+
+
+async def products_by_ids(
+    db: Db, product_ids: Sequence[int], *, viewer_path: str | None
+) -> list[ProductRecord]:
+    """Those of the products the reader sees (as in ``get_product``), in id order."""
+    rows = await db.fetch(Q["products_by_ids"], list(product_ids), viewer_path)
+    return [ProductRecord.from_row(r) for r in rows]
+
+
+async def visible_product_ids(
+    db: Db, product_ids: Sequence[int], *, viewer_path: str | None
+) -> set[int]:
+    """Which of the products exist and the reader sees (as in ``get_product``)."""
+    rows = await db.fetch(Q["visible_product_ids"], list(product_ids), viewer_path)
+    return {r["id"] for r in rows}
+
+
+async def hidden_on_path(db: Db, product_id: int, channel_path: str) -> bool:
+    """Whether a channel from the root down to the channel at ``channel_path`` hides it."""
+    hidden: bool = await db.fetchval(Q["hidden_on_path"], product_id, channel_path)
+    return hidden
 
 
 async def product_page(
@@ -171,16 +199,17 @@ async def product_page(
     after_id: int,
     limit: int,
     *,
-    off_shelf: bool,
+    viewer_path: str | None,
     category: ProductCategory | None = None,
     on_shelf: bool | None = None,
     name_pattern: str | None = None,
 ) -> list[ProductRecord]:
-    """Products with id above ``after_id`` in id order; ``name_pattern`` is for ILIKE."""
+    """Products the reader sees (as in ``get_product``) with id above ``after_id``, in id
+    order; ``name_pattern`` is for ILIKE."""
     args: tuple[object, ...] = (
         after_id,
         limit,
-        off_shelf,
+        viewer_path,
         category.value if category else None,
         on_shelf,
     )

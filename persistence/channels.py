@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import asyncpg
 
@@ -22,6 +23,8 @@ class ChannelRecord:
     regions: list[str]
     customer_groups: list[str]
     created_at: datetime
+    # What the channel adds to its own price for children it has set no price for.
+    default_markup_percent: Decimal = Decimal(0)
 
     @property
     def level(self) -> int:
@@ -37,6 +40,7 @@ class ChannelRecord:
             regions=list(row["regions"]),
             customer_groups=list(row["customer_groups"]),
             created_at=row["created_at"],
+            default_markup_percent=row["default_markup_percent"],
         )
 
 

@@ -22,7 +22,7 @@ from domain.catalog import (
     may_change_catalog,
     price_below_cost,
     search_pattern,
-    sees_off_shelf,
+    visibility_path,
 )
 from domain.channels import clean_name
 from persistence import catalog
@@ -84,7 +84,7 @@ async def find_product(info: Info, viewer: Principal, product_id: str) -> Produc
     if key is None:
         return None
     return await catalog.get_product(
-        info.context.services.db, key, off_shelf=sees_off_shelf(viewer)
+        info.context.services.db, key, viewer_path=visibility_path(viewer)
     )
 
 
@@ -103,7 +103,7 @@ async def products(
         info.context.services.db,
         win.after_key,
         win.limit,
-        off_shelf=sees_off_shelf(viewer),
+        viewer_path=visibility_path(viewer),
         category=filter.category if filter else None,
         on_shelf=filter.on_shelf if filter else None,
         name_pattern=search_pattern(search),
@@ -234,7 +234,7 @@ async def update_product(info: Info, input: UpdateProductInput) -> UpdateProduct
             if errors:
                 return UpdateProductPayload(user_errors=errors)
             if draft == current:
-                record = await catalog.get_product(conn, product_id, off_shelf=True)
+                record = await catalog.get_product(conn, product_id, viewer_path=None)
             else:
                 record = await catalog.update_product(conn, product_id, draft)
     except DuplicateSupplierSku:

@@ -100,6 +100,21 @@ class Product:
     def base_price(self) -> Decimal:
         return self.record.base_price
 
+    @strawberry.field(
+        description=(
+            "What the caller's channel pays for one code, in CNY. The platform buys at the"
+            " cost price. Its agents buy at the base price, or at the price the platform"
+            " set them; any other channel at the price its parent set it (fixed, or a"
+            " markup on the parent's own price), else at the parent's price plus the"
+            " parent's default markup. Shown as set even when a later change above left it"
+            " below the parent's price: orders are then refused with PRICE_BELOW_COST."
+        )
+    )
+    async def price(self, info: Info) -> Decimal:
+        from resolvers.commerce import resolve_product_price
+
+        return await resolve_product_price(info, self.record)
+
     @strawberry.field
     def fulfilment(self) -> Fulfilment:  # type: ignore[valid-type]
         return self.record.fulfilment
@@ -239,7 +254,8 @@ class CatalogQuery:
     @strawberry.field(
         description=(
             "Products the caller's channel can see, in creation order. The platform sees"
-            " every product, other channels those on shelf."
+            " every product, other channels those on shelf that no channel from the"
+            " platform down to them hides (setChannelProducts)."
         )
     )
     async def products(

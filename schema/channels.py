@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -14,6 +15,7 @@ from schema.errors import UserError
 from schema.pagination import Connection
 
 if TYPE_CHECKING:
+    from schema.commerce import ChannelPrice
     from schema.staff import ApiKey, User
 
 
@@ -40,6 +42,29 @@ class Channel:
     @strawberry.field(description="Customer groups this channel may sell to; empty: any.")
     def customer_groups(self) -> list[str]:
         return self.record.customer_groups
+
+    @strawberry.field(
+        description=(
+            "What this channel adds, in percent, to its own price for the children it has"
+            " set no price for. Always 0 for the platform, whose agents buy at each"
+            " product's base price unless it sets them a price."
+        )
+    )
+    def default_markup_percent(self) -> Decimal:
+        return self.record.default_markup_percent
+
+    @strawberry.field(
+        description=(
+            "The prices this channel's parent set for it, by product: of the products the"
+            " caller sees."
+        )
+    )
+    async def prices(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[ChannelPrice, strawberry.lazy("schema.commerce")]]:
+        from resolvers.commerce import resolve_channel_prices
+
+        return await resolve_channel_prices(info, self.record, first, after)
 
     @strawberry.field
     def created_at(self) -> datetime:
@@ -82,6 +107,20 @@ class Channel:
         from resolvers.staff import resolve_channel_api_keys
 
         return await resolve_channel_api_keys(info, self.record, first, after)
+
+    @strawberry.field(
+        description="The prepaid wallet, as the channel sees it: 0.00 before any top-up."
+    )
+    async def balance(self, info: Info) -> Decimal:
+        from resolvers.ledger import resolve_channel_balance
+
+        return await resolve_channel_balance(info, self.record)
+
+    @strawberry.field(description="The margins the channel earned as an agent: 0.00 before any.")
+    async def earnings(self, info: Info) -> Decimal:
+        from resolvers.ledger import resolve_channel_earnings
+
+        return await resolve_channel_earnings(info, self.record)
 
 
 @strawberry.input

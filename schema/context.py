@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import strawberry
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
+from strawberry.dataloader import DataLoader
 
 from domain.access import Principal
 from schema.errors import unauthenticated
@@ -26,6 +28,9 @@ class Context:
     # Why the credential given was refused, told to the caller on its first field.
     auth_error: str | None = None
     connection_params: dict[str, Any] | None = field(default=None)
+    # The caller's purchase price by product id, batched over one request's products
+    # (made on first use by resolvers.commerce; it caches nothing between loads).
+    price_loader: DataLoader[int, Decimal] | None = None
 
 
 Info = strawberry.Info[Context, None]

@@ -10,8 +10,10 @@ from strawberry.tools import merge_types
 from resolvers import channels, staff
 from schema.catalog import CatalogMutation, CatalogQuery
 from schema.channels import Channel, CreateChannelInput, CreateChannelPayload
+from schema.commerce import CommerceMutation, CommerceQuery
 from schema.context import Info
 from schema.extensions import extensions
+from schema.ledger import LedgerMutation, LedgerQuery
 from schema.pools import PoolsMutation, PoolsQuery
 from schema.settlement import SettlementMutation, SettlementQuery
 from schema.staff import (
@@ -74,9 +76,19 @@ class AccessSubscription:
 
 
 # Each domain contributes its own root classes; the schema merges them.
-Query = merge_types("Query", (AccessQuery, CatalogQuery, PoolsQuery, SettlementQuery))
+Query = merge_types(
+    "Query", (AccessQuery, CatalogQuery, PoolsQuery, SettlementQuery, CommerceQuery, LedgerQuery)
+)
 Mutation = merge_types(
-    "Mutation", (AccessMutation, CatalogMutation, PoolsMutation, SettlementMutation)
+    "Mutation",
+    (
+        AccessMutation,
+        CatalogMutation,
+        PoolsMutation,
+        SettlementMutation,
+        CommerceMutation,
+        LedgerMutation,
+    ),
 )
 Subscription = merge_types("Subscription", (AccessSubscription, StockSubscription))
 

@@ -51,7 +51,9 @@ CREATE TABLE ledger_accounts (
         'SUPPLIER_PAYABLE', 'PLATFORM_REVENUE', 'PAYMENT_CLEARING')),
     channel_id bigint REFERENCES channels (id),
     supplier_id bigint REFERENCES suppliers (id),
-    -- The sum of the account's entries, kept by the entry trigger below.
+    -- For wallets, the sum of their entries, kept by the entry trigger below so that the
+    -- overdraft check is one row. Other accounts sum their entries when read: keeping
+    -- theirs would make every sale queue on the platform's revenue row.
     balance numeric(16, 2) NOT NULL DEFAULT 0,
     created_at timestamptz NOT NULL DEFAULT now(),
     CHECK ((kind IN ('CHANNEL_WALLET', 'CHANNEL_EARNINGS')) = (channel_id IS NOT NULL)),
@@ -104,14 +106,27 @@ CREATE TRIGGER ledger_transactions_append_only BEFORE UPDATE OR DELETE ON ledger
 CREATE TRIGGER ledger_transactions_no_truncate BEFORE TRUNCATE ON ledger_transactions
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
 
--- Each entry moves its account's balance at once (the wallet check fires here).
+-- Each entry on a wallet moves the wallet's balance at once (the overdraft check fires).
 CREATE FUNCTION ledger_apply_entry() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE ledger_accounts SET balance = balance + NEW.amount WHERE id = NEW.account_id;
+    UPDATE ledger_accounts SET balance = balance + NEW.amount
+    WHERE id = NEW.account_id AND kind = 'CHANNEL_WALLET';
     RETURN NULL;
 END $$;
 CREATE TRIGGER ledger_entries_apply AFTER INSERT ON ledger_entries
     FOR EACH ROW EXECUTE FUNCTION ledger_apply_entry();
+
+-- A wallet's balance moves only through its entries (the trigger above), never by hand.
+CREATE FUNCTION ledger_guard_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.balance IS DISTINCT FROM OLD.balance AND pg_trigger_depth() < 2 THEN
+        RAISE EXCEPTION 'account balances move only through ledger entries'
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER ledger_accounts_balance_guard BEFORE UPDATE ON ledger_accounts
+    FOR EACH ROW EXECUTE FUNCTION ledger_guard_balance();
 
 -- Every transaction balances, checked when it commits, whoever wrote it.
 CREATE FUNCTION ledger_check_balanced() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -17,7 +17,9 @@ FROM suppliers
 ORDER BY id;
 
 -- name: get_product
--- $2: whether the reader sees products off shelf.
+-- $2: the reader's channel path, or null for a reader who sees every product (the
+-- platform). A reader with a path sees the product when it is on shelf and no channel
+-- from the root down to the reader hides it (the path's labels are the channel ids).
 SELECT p.id, p.name, p.category, p.face_value, p.cost_price, p.base_price, p.fulfilment,
        p.supplier_id, p.supplier_sku, p.validity_days, p.max_uses, p.on_shelf,
        p.created_at, p.updated_at,
@@ -33,11 +35,15 @@ CROSS JOIN LATERAL (
            coalesce(sum(frozen), 0)::bigint AS frozen
     FROM pools WHERE pools.product_id = p.id
 ) st
-WHERE p.id = $1 AND ($2::boolean OR p.on_shelf);
+WHERE p.id = $1
+  AND ($2::text IS NULL OR (p.on_shelf AND NOT EXISTS (
+      SELECT 1 FROM hidden_products h
+      WHERE h.product_id = p.id
+        AND h.channel_id = ANY (string_to_array($2::text, '.')::bigint[]))));
 
 -- name: product_page
--- Keyset page by id. $3: whether the reader sees products off shelf; $4 category and
--- $5 on_shelf filter when not null.
+-- Keyset page by id. $3: the reader's channel path, or null (as in get_product); $4
+-- category and $5 on_shelf filter when not null.
 SELECT p.id, p.name, p.category, p.face_value, p.cost_price, p.base_price, p.fulfilment,
        p.supplier_id, p.supplier_sku, p.validity_days, p.max_uses, p.on_shelf,
        p.created_at, p.updated_at,
@@ -54,7 +60,10 @@ CROSS JOIN LATERAL (
     FROM pools WHERE pools.product_id = p.id
 ) st
 WHERE p.id > $1
-  AND ($3::boolean OR p.on_shelf)
+  AND ($3::text IS NULL OR (p.on_shelf AND NOT EXISTS (
+      SELECT 1 FROM hidden_products h
+      WHERE h.product_id = p.id
+        AND h.channel_id = ANY (string_to_array($3::text, '.')::bigint[]))))
   AND ($4::text IS NULL OR p.category = $4::text)
   AND ($5::boolean IS NULL OR p.on_shelf = $5::boolean)
 ORDER BY p.id
@@ -80,7 +89,10 @@ CROSS JOIN LATERAL (
 ) st
 WHERE p.name ILIKE $6::text
   AND p.id > $1
-  AND ($3::boolean OR p.on_shelf)
+  AND ($3::text IS NULL OR (p.on_shelf AND NOT EXISTS (
+      SELECT 1 FROM hidden_products h
+      WHERE h.product_id = p.id
+        AND h.channel_id = ANY (string_to_array($3::text, '.')::bigint[]))))
   AND ($4::text IS NULL OR p.category = $4::text)
   AND ($5::boolean IS NULL OR p.on_shelf = $5::boolean)
 ORDER BY p.id
@@ -161,6 +173,48 @@ CROSS JOIN LATERAL (
            coalesce(sum(frozen), 0)::bigint AS frozen
     FROM pools WHERE pools.product_id = p.id
 ) st;
+
+-- name: products_by_ids
+-- The products of $1 that the reader at $2 sees (as in get_product), in id order.
+SELECT p.id, p.name, p.category, p.face_value, p.cost_price, p.base_price, p.fulfilment,
+       p.supplier_id, p.supplier_sku, p.validity_days, p.max_uses, p.on_shelf,
+       p.created_at, p.updated_at,
+       s.name AS supplier_name, s.base_url AS supplier_base_url,
+       s.created_at AS supplier_created_at,
+       st.available, st.reserved, st.sold, st.frozen
+FROM products p
+LEFT JOIN suppliers s ON s.id = p.supplier_id
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(available), 0)::bigint AS available,
+           coalesce(sum(reserved), 0)::bigint AS reserved,
+           coalesce(sum(sold), 0)::bigint AS sold,
+           coalesce(sum(frozen), 0)::bigint AS frozen
+    FROM pools WHERE pools.product_id = p.id
+) st
+WHERE p.id = ANY ($1::bigint[])
+  AND ($2::text IS NULL OR (p.on_shelf AND NOT EXISTS (
+      SELECT 1 FROM hidden_products h
+      WHERE h.product_id = p.id
+        AND h.channel_id = ANY (string_to_array($2::text, '.')::bigint[]))))
+ORDER BY p.id;
+
+-- name: visible_product_ids
+-- Which of the products $1 the reader at $2 sees (as in get_product).
+SELECT p.id
+FROM products p
+WHERE p.id = ANY ($1::bigint[])
+  AND ($2::text IS NULL OR (p.on_shelf AND NOT EXISTS (
+      SELECT 1 FROM hidden_products h
+      WHERE h.product_id = p.id
+        AND h.channel_id = ANY (string_to_array($2::text, '.')::bigint[]))));
+
+-- name: hidden_on_path
+-- Whether a channel from the root down to the channel at $2 hides product $1.
+SELECT EXISTS (
+    SELECT 1 FROM hidden_products
+    WHERE product_id = $1
+      AND channel_id = ANY (string_to_array($2::text, '.')::bigint[])
+);
 
 -- name: stock
 SELECT $1::bigint AS product_id,

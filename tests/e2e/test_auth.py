@@ -549,6 +549,49 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
              splitRule { id } } }""",
         {"id": PRODUCT_1},
     ),
+    # commerce
+    "priceChain": (
+        "query",
+        "query($id: ID!) { priceChain(productId: $id) { price } }",
+        {"id": PRODUCT_1},
+    ),
+    "setChannelPrice": (
+        "mutation",
+        """mutation($id: ID!) { setChannelPrice(input: {channelId: $id, productId: $id,
+             price: "1.00"}) { price } }""",
+        {"id": PRODUCT_1},
+    ),
+    "setChannelDefaultMarkup": (
+        "mutation",
+        'mutation { setChannelDefaultMarkup(input: {markupPercent: "5"}) { channel { id } } }',
+        {},
+    ),
+    "setChannelProducts": (
+        "mutation",
+        """mutation($id: ID!) { setChannelProducts(input: {channelId: $id, productIds: [$id],
+             visible: false}) { channel { id } } }""",
+        {"id": PRODUCT_1},
+    ),
+    "setChannelRestrictions": (
+        "mutation",
+        """mutation($id: ID!) { setChannelRestrictions(input: {channelId: $id,
+             regions: ["CN"]}) { channel { id } } }""",
+        {"id": PRODUCT_1},
+    ),
+    # ledger
+    "statement": (
+        "query",
+        """{ statement(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z") {
+             opening } }""",
+        {},
+    ),
+    "trialBalance": ("query", "{ trialBalance { total } }", {}),
+    "topUpBalance": (
+        "mutation",
+        """mutation($id: ID!) { topUpBalance(input: {channelId: $id, amount: "1.00",
+             reference: "anon"}) { transaction { id } } }""",
+        {"id": base64.b64encode(b"Channel:1").decode()},
+    ),
     # Subscriptions are tested over WebSocket elsewhere; listed so none goes unnoticed.
     "channelCreated": ("subscription", "subscription { channelCreated { id } }", {}),
     "stockChanged": ("subscription", "subscription { stockChanged { productId available } }", {}),

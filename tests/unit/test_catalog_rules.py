@@ -25,7 +25,9 @@ from domain.catalog import (
     price_below_cost,
     search_pattern,
     sees_off_shelf,
+    sees_product,
     sees_sourcing,
+    visibility_path,
 )
 from domain.channels import Problem
 
@@ -285,3 +287,21 @@ def test_only_platform_owners_and_operators_change_the_catalog(
     assert may_change_catalog(viewer) is may
     assert sees_off_shelf(viewer) is (path == "1")
     assert sees_sourcing(viewer) is (path == "1")
+
+
+@pytest.mark.parametrize(
+    ("path", "on_shelf", "hidden", "sees"),
+    [
+        ("1", False, True, True),  # the platform sees every product
+        ("1.2", True, False, True),
+        ("1.2", False, False, False),
+        ("1.2.3", True, True, False),  # hidden by a channel on the path
+        ("1.2.3", False, True, False),
+    ],
+)
+def test_a_channel_sees_products_on_shelf_that_nobody_on_its_path_hides(
+    path: str, on_shelf: bool, hidden: bool, sees: bool
+) -> None:
+    viewer = Principal(channel_id=int(path.split(".")[-1]), channel_path=path, role=Role.OWNER)
+    assert sees_product(viewer, on_shelf=on_shelf, hidden_on_path=hidden) is sees
+    assert visibility_path(viewer) == (None if path == "1" else path)
