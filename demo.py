@@ -14,14 +14,18 @@ from decimal import Decimal
 
 import asyncpg
 
+from domain import settlement
 from domain.access import Role
 from domain.catalog import Fulfilment, ProductCategory, ProductDraft
 from domain.credentials import format_api_key, hash_password, new_api_key_secret
+from domain.ledger import TransactionKind
+from domain.pricing import resolve
 from domain.staff import check_password, clean_email
-from persistence import api_keys, catalog, channels, codes, pools, users
+from persistence import api_keys, catalog, channels, codes, ledger, pools, pricing, users
 from persistence.channels import ChannelRecord
 from persistence.import_sources import ListSource
 from persistence.keyring import Keyring
+from persistence.ledger import Conn
 from persistence.types import Db
 from settings import Settings
 
@@ -85,9 +89,10 @@ async def seed(settings: Settings, host: str, port: int) -> str:
     conn = await asyncpg.connect(settings.database_url)
     try:
         async with conn.transaction():
-            lines = await _seed(conn)
+            lines, seeded = await _seed(conn)
             keyring = await Keyring.load(conn, settings.resolved_master_key())
             stocked = await _seed_catalog(conn, keyring)
+            money = await _seed_commerce(conn, seeded)
     finally:
         await conn.close()
     url = f"http://{host}:{port}/graphql"
@@ -107,25 +112,29 @@ async def seed(settings: Settings, host: str, port: int) -> str:
             *lines,
             "  Products with pools of codes:",
             *stocked,
+            *money,
             "",
         ]
     )
 
 
-async def _seed(db: Db) -> list[str]:
+async def _seed(db: Db) -> tuple[list[str], dict[str, ChannelRecord]]:
+    """The tree, its owners and fresh keys: printed lines, and the channels by e-mail."""
     root = await channels.root(db)
     await _user(db, root, ADMIN_EMAIL)
+    seeded = {ADMIN_EMAIL: root}
     lines = [await _key_line(db, root, ADMIN_EMAIL)]
     for agent, distributors in TREE:
-        agent_record = await _channel(db, root, agent)
+        agent_record = seeded[agent.email] = await _channel(db, root, agent)
         lines.append(await _key_line(db, agent_record, agent.email))
         for distributor, stores in distributors:
             distributor_record = await _channel(db, agent_record, distributor)
+            seeded[distributor.email] = distributor_record
             lines.append(await _key_line(db, distributor_record, distributor.email))
             for store in stores:
-                store_record = await _channel(db, distributor_record, store)
+                store_record = seeded[store.email] = await _channel(db, distributor_record, store)
                 lines.append(await _key_line(db, store_record, store.email))
-    return lines
+    return lines, seeded
 
 
 async def _channel(db: Db, parent: ChannelRecord, spec: DemoChannel) -> ChannelRecord:
@@ -180,3 +189,40 @@ async def _seed_catalog(db: Db, keyring: Keyring) -> list[str]:
 def _demo_code() -> str:
     alphabet = string.ascii_uppercase + string.digits
     return "-".join("".join(secrets.choice(alphabet) for _ in range(4)) for _ in range(4))
+
+
+async def _seed_commerce(db: Conn, seeded: dict[str, ChannelRecord]) -> list[str]:
+    """Prices at three levels and prepaid balances moving down the tree."""
+    east = seeded["east@demo.quanyi.dev"]
+    shanghai = seeded["shanghai@demo.quanyi.dev"]
+    pudong = seeded["pudong@demo.quanyi.dev"]
+    video = await catalog.product_id_by_name(db, PRODUCTS[0][0])
+    assert video is not None
+    # East resells at 5% over what it pays, but gives Shanghai a fixed 21.00 for video;
+    # Shanghai adds 8% for its stores.
+    await pricing.set_default_markup(db, east.id, Decimal(5))
+    await pricing.set_default_markup(db, shanghai.id, Decimal(8))
+    await pricing.set_price(db, shanghai.id, video, price=Decimal("21.00"), markup_percent=None)
+    for payee, payer, amount in (
+        (east, None, "5000.00"),
+        (shanghai, east, "1000.00"),
+        (pudong, shanghai, "300.00"),
+    ):
+        source = settlement.wallet(payer.id) if payer else settlement.PAYMENT_CLEARING
+        await ledger.post(
+            db,
+            TransactionKind.TOP_UP,
+            settlement.top_up(payee.id, Decimal(amount), source),
+            reference=f"demo-top-up-{payee.id}",
+            channel_id=payee.id,
+        )
+    path = await pricing.price_path(db, pudong.path, video)
+    assert path is not None
+    chain = resolve(path.cost, path.base_price, path.levels)
+    prices = " -> ".join(str(p) for p in chain.prices)
+    lines = [f"  Price chain of {PRODUCTS[0][0]} (cost -> East -> Shanghai -> Pudong): {prices}"]
+    lines.append("  Prepaid balances:")
+    for channel in (east, shanghai, pudong):
+        held = -await ledger.balance(db, settlement.wallet(channel.id))
+        lines.append(f"    {channel.name}: {held}")
+    return lines
