@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable, Sequence
 
 from domain.access import Action, Principal, in_subtree
 from domain.channels import (
@@ -10,9 +10,9 @@ from domain.channels import (
     clean_customer_groups,
     clean_name,
     clean_regions,
-    restriction_outside_parent,
+    outside_ancestors,
 )
-from persistence import channels
+from persistence import channels, commerce
 from persistence.channels import ChannelRecord
 from schema import ids
 from schema.channels import Channel, CreateChannelInput, CreateChannelPayload
@@ -64,10 +64,30 @@ async def create_channel(info: Info, input: CreateChannelInput) -> CreateChannel
         return CreateChannelPayload(user_errors=[forbidden("create channels")])
 
     name, name_problem = clean_name(input.name)
-    regions, regions_problem = clean_regions(input.regions or parent.regions)
-    groups, groups_problem = clean_customer_groups(input.customer_groups or parent.customer_groups)
-    errors = [invalid(p) for p in (name_problem, regions_problem, groups_problem) if p]
-    wider_regions = restriction_outside_parent(regions, parent.regions, regions=True)
+    above = await commerce.path_restrictions(info.context.services.db, parent.path)
+    regions, groups, errors = restrictions_within(
+        input.regions or parent.regions, input.customer_groups or parent.customer_groups, above
+    )
+    if name_problem:
+        errors.insert(0, invalid(name_problem))
+    if errors:
+        return CreateChannelPayload(user_errors=errors)
+
+    services = info.context.services
+    record = await channels.insert_child(services.db, parent.id, name, regions, groups)
+    await services.events.publish(TOPIC_CHANNEL_CREATED, {"id": record.id, "path": record.path})
+    return CreateChannelPayload(channel=Channel(record=record))
+
+
+def restrictions_within(
+    regions: Iterable[str], groups: Iterable[str], above: Sequence[tuple[list[str], list[str]]]
+) -> tuple[list[str], list[str], list[UserError]]:
+    """A channel's sales regions and customer groups, cleaned and checked against every
+    restricted channel above it (``above``: their sets, root first)."""
+    regions, regions_problem = clean_regions(regions)
+    groups, groups_problem = clean_customer_groups(groups)
+    errors = [invalid(p) for p in (regions_problem, groups_problem) if p]
+    wider_regions = outside_ancestors(regions, (r for r, _ in above), regions=True)
     if wider_regions and not regions_problem:
         errors.append(
             user_error(
@@ -76,8 +96,8 @@ async def create_channel(info: Info, input: CreateChannelInput) -> CreateChannel
                 "regions",
             )
         )
-    wider_groups = restriction_outside_parent(groups, parent.customer_groups, regions=False)
-    if wider_groups:
+    wider_groups = outside_ancestors(groups, (g for _, g in above), regions=False)
+    if wider_groups and not groups_problem:
         errors.append(
             user_error(
                 ErrorCode.INVALID_INPUT,
@@ -85,13 +105,7 @@ async def create_channel(info: Info, input: CreateChannelInput) -> CreateChannel
                 "customerGroups",
             )
         )
-    if errors:
-        return CreateChannelPayload(user_errors=errors)
-
-    services = info.context.services
-    record = await channels.insert_child(services.db, parent.id, name, regions, groups)
-    await services.events.publish(TOPIC_CHANNEL_CREATED, {"id": record.id, "path": record.path})
-    return CreateChannelPayload(channel=Channel(record=record))
+    return regions, groups, errors
 
 
 async def resolve_channel_of(info: Info, channel_id: int) -> Channel:

@@ -14,11 +14,6 @@ from strawberry.dataloader import DataLoader
 
 from domain.access import Action, Principal
 from domain.catalog import clean_money, visibility_path
-from domain.channels import (
-    clean_customer_groups,
-    clean_regions,
-    outside_ancestors,
-)
 from domain.commerce import (
     MAX_PRODUCT_IDS,
     check_price_choice,
@@ -32,7 +27,13 @@ from persistence.catalog import ProductRecord
 from persistence.channels import ChannelRecord
 from persistence.pricing import PricePath
 from resolvers.catalog import find_product, product_not_found
-from resolvers.channels import channel_not_found, find_channel, forbidden, invalid
+from resolvers.channels import (
+    channel_not_found,
+    find_channel,
+    forbidden,
+    invalid,
+    restrictions_within,
+)
 from schema import ids
 from schema.catalog import Product
 from schema.channels import Channel
@@ -316,33 +317,13 @@ async def set_channel_restrictions(
     parent_regions, parent_groups = above[-1]
 
     # Left out: keep; empty: the parent's, as createChannel does.
-    regions, regions_problem = clean_regions(
-        channel.regions if input.regions is None else input.regions or parent_regions
-    )
-    groups, groups_problem = clean_customer_groups(
+    regions, groups, errors = restrictions_within(
+        channel.regions if input.regions is None else input.regions or parent_regions,
         channel.customer_groups
         if input.customer_groups is None
-        else input.customer_groups or parent_groups
+        else input.customer_groups or parent_groups,
+        above,
     )
-    errors = [invalid(p) for p in (regions_problem, groups_problem) if p]
-    wider_regions = outside_ancestors(regions, (r for r, _ in above), regions=True)
-    if wider_regions and not regions_problem:
-        errors.append(
-            user_error(
-                ErrorCode.REGION_NOT_ALLOWED,
-                f"The parent does not sell to {', '.join(wider_regions)}.",
-                "regions",
-            )
-        )
-    wider_groups = outside_ancestors(groups, (g for _, g in above), regions=False)
-    if wider_groups and not groups_problem:
-        errors.append(
-            user_error(
-                ErrorCode.INVALID_INPUT,
-                f"The parent does not sell to customer groups {', '.join(wider_groups)}.",
-                "customerGroups",
-            )
-        )
     if errors:
         return SetChannelRestrictionsPayload(user_errors=errors)
     updated = await commerce.set_restrictions(db, channel.id, regions, groups)
