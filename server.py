@@ -10,7 +10,7 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -30,6 +30,7 @@ from strawberry.types.unset import UnsetType
 
 from actors.registry import PoolRegistry
 from domain.credentials import CredentialError
+from domain.risk import AllowAll, RiskCheck
 from observability import Metrics, RequestContext, configure_logging
 from persistence import migrations
 from persistence.database import create_pool
@@ -57,6 +58,7 @@ class Services:
     metrics: Metrics
     keyring: Keyring
     pools: PoolRegistry
+    risk: RiskCheck = field(default_factory=AllowAll)
 
 
 class GraphQLApp(GraphQL[Context, None]):

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from actors.bridge import Reply
+from persistence.code_states import SaleWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +20,15 @@ class Reserved:
     ref: str
     code_ids: tuple[int, ...]
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Sold:
+    """Codes sold, and what the sale's work returned (written in the same transaction)."""
+
+    ref: str
+    code_ids: tuple[int, ...]
+    result: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,22 @@ class Reserve:
 
 
 @dataclass(frozen=True, slots=True)
+class Sell:
+    """Take ``quantity`` free codes and sell them at once, with ``work``, atomically.
+
+    ``work`` runs on the event loop inside the transaction that marks the codes sold, in a
+    savepoint of its own: given the connection and the code ids, it writes what goes with
+    the sale (the order, the ledger postings, the events). When it raises, that sale alone
+    is undone and the exception is the caller's answer.
+    """
+
+    ref: str
+    quantity: int
+    work: SaleWork
+    reply: Reply[Sold | OutOfStock]
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
     ref: str
     reply: Reply[Committed | NotReserved]
@@ -117,7 +144,16 @@ class Snapshot:
 
 
 Command = (
-    Reserve | Commit | Release | ReleaseExpired | Freeze | Unfreeze | Void | Refresh | Snapshot
+    Reserve
+    | Sell
+    | Commit
+    | Release
+    | ReleaseExpired
+    | Freeze
+    | Unfreeze
+    | Void
+    | Refresh
+    | Snapshot
 )
 
 

@@ -33,7 +33,9 @@ from actors.messages import (
     ReleaseExpired,
     Reserve,
     Reserved,
+    Sell,
     Snapshot,
+    Sold,
     Unfreeze,
     Void,
 )
@@ -109,11 +111,14 @@ class PoolActor(pykka.ThreadingActor):
             return
         answers: list[tuple[Reply[Any], Any]] = []
         reserves: list[Reserve] = []
+        sales: list[Sell] = []
         before = self.counts
         for command in message.commands:
             match command:
                 case Reserve():
                     reserves.append(command)
+                case Sell():
+                    sales.append(command)
                 case Commit():
                     answers.append((command.reply, self._commit(command)))
                 case Release():
@@ -135,6 +140,8 @@ class PoolActor(pykka.ThreadingActor):
                     assert_never(command)
         if reserves:
             answers += self._reserve(reserves, retry=message.retry)
+        if sales:
+            answers += self._sell(sales)
         resolve_all(self.loop, answers, message.done)
         if self.counts != before:
             self.on_change(self.pool_id, self.product_id)
@@ -159,18 +166,12 @@ class PoolActor(pykka.ThreadingActor):
         planned: list[tuple[Reserve, list[int], datetime]] = []
         free = self.counts.available
         for request in requests:
-            if request.quantity > free:
-                answers.append((request.reply, OutOfStock(request.quantity, free)))
-                continue
-            ids = self._take(request.quantity)
-            if len(ids) < request.quantity:
-                # The counters promised more than the database has: give back and refuse.
-                self.taking.difference_update(ids)
-                self._give_back(ids)
-                answers.append((request.reply, OutOfStock(request.quantity, len(ids))))
+            plan = self._plan(request, free)
+            if isinstance(plan, OutOfStock):
+                answers.append((request.reply, plan))
                 continue
             free -= request.quantity
-            planned.append((request, ids, now + request.ttl))
+            planned.append((request, plan, now + request.ttl))
         if not planned:
             return answers
 
@@ -206,6 +207,48 @@ class PoolActor(pykka.ThreadingActor):
             (request.reply, Reserved(request.ref, tuple(taken), expires))
             for request, taken, expires in planned
         ]
+        return answers
+
+    def _plan(self, request: Reserve | Sell, free: int) -> list[int] | OutOfStock:
+        """Codes from the window for one request, or why there are none."""
+        if request.quantity > free:
+            return OutOfStock(request.quantity, free)
+        ids = self._take(request.quantity)
+        if len(ids) < request.quantity:
+            # The counters promised more than the database has: give back and refuse.
+            self.taking.difference_update(ids)
+            self._give_back(ids)
+            return OutOfStock(request.quantity, len(ids))
+        return ids
+
+    def _sell(self, requests: list[Sell]) -> list[tuple[Reply[Any], Any]]:
+        answers: list[tuple[Reply[Any], Any]] = []
+        planned: list[tuple[Sell, list[int]]] = []
+        free = self.counts.available
+        for request in requests:
+            plan = self._plan(request, free)
+            if isinstance(plan, OutOfStock):
+                answers.append((request.reply, plan))
+                continue
+            free -= request.quantity
+            planned.append((request, plan))
+        if not planned:
+            return answers
+        try:
+            counts, results = self._db(
+                code_states.sell(
+                    self.db, self.pool_id, self.epoch, [(r.ref, ids, r.work) for r, ids in planned]
+                )
+            )
+        finally:
+            self.taking.clear()
+        self.counts = counts
+        for (request, ids), result in zip(planned, results, strict=True):
+            if isinstance(result, BaseException):
+                self._give_back(ids)
+                answers.append((request.reply, result))
+            else:
+                answers.append((request.reply, Sold(request.ref, tuple(ids), result)))
         return answers
 
     def _commit(self, command: Commit) -> Committed | NotReserved:

@@ -37,12 +37,15 @@ from actors.messages import (
     ReleaseExpired,
     Reserve,
     Reserved,
+    Sell,
     Snapshot,
+    Sold,
     Unfreeze,
     Void,
 )
 from actors.pool_actor import PoolActor
 from persistence import code_states
+from persistence.code_states import SaleWork
 from persistence.events import EventHub
 from settings import Settings
 
@@ -167,6 +170,18 @@ class PoolRegistry:
             raise ValueError("reserve at least one code")
         ttl = ttl or timedelta(seconds=self.settings.reservation_ttl_seconds)
         return await self._ask(pool_id, lambda r: Reserve(ref, quantity, ttl, r))
+
+    async def sell(
+        self, pool_id: int, ref: str, quantity: int, work: SaleWork
+    ) -> Sold | OutOfStock:
+        """Sell codes straight away, with ``work`` written in the same transaction.
+
+        Concurrent sales of one pool share one transaction (one commit), each in its own
+        savepoint. Raises what ``work`` raised, with nothing of that sale written.
+        """
+        if quantity < 1:
+            raise ValueError("sell at least one code")
+        return await self._ask(pool_id, lambda r: Sell(ref, quantity, work, r))
 
     async def commit(self, pool_id: int, ref: str) -> Committed | NotReserved:
         return await self._ask(pool_id, lambda r: Commit(ref, r))

@@ -6,6 +6,7 @@ as they are after the write, so the actor never has to count codes.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,6 +89,48 @@ async def move(
     db: Db, pool_id: int, epoch: int, ids: list[int], sources: list[str], target: str | None
 ) -> Moved:
     return _moved(await db.fetchrow(Q["move"], pool_id, epoch, ids, sources, target))
+
+
+class StaleWindow(Exception):
+    """Codes the actor believed free were not: its window must be rebuilt."""
+
+
+# Writes what goes with a sale, given the transaction's connection and the codes sold.
+SaleWork = Callable[[Any, tuple[int, ...]], Awaitable[Any]]
+
+
+async def sell(
+    pool: asyncpg.Pool[Any],
+    pool_id: int,
+    epoch: int,
+    sales: Sequence[tuple[str, list[int], SaleWork]],
+) -> tuple[Counts, list[Any]]:
+    """Sell codes for many sales in one transaction: one commit for the whole batch.
+
+    Each sale's work runs in a savepoint of its own; a work that raises undoes only its
+    sale, and its exception takes the place of its result. The codes of the sales that
+    stand are then marked sold in one statement, fenced by the pool's epoch.
+    """
+    results: list[Any] = []
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(Q["fence"], pool_id, epoch) is None:
+            raise Fenced
+        ids: list[int] = []
+        refs: list[str] = []
+        for ref, code_ids, work in sales:
+            try:
+                async with conn.transaction():
+                    results.append(await work(conn, tuple(code_ids)))
+            except Exception as error:
+                results.append(error)
+                continue
+            ids += code_ids
+            refs += [ref] * len(code_ids)
+        row = await conn.fetchrow(Q["sell"], pool_id, ids, refs)
+        assert row is not None, "the fence holds the pool row"
+        if row["moved"] != len(ids):
+            raise StaleWindow
+    return Counts.from_row(row), results
 
 
 async def counts(db: Db, pool_id: int) -> Counts | None:

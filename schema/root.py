@@ -14,6 +14,7 @@ from schema.commerce import CommerceMutation, CommerceQuery
 from schema.context import Info
 from schema.extensions import extensions
 from schema.ledger import LedgerMutation, LedgerQuery
+from schema.orders import OrdersMutation, OrdersQuery, OrdersSubscription
 from schema.pools import PoolsMutation, PoolsQuery
 from schema.settlement import SettlementMutation, SettlementQuery
 from schema.staff import (
@@ -77,7 +78,16 @@ class AccessSubscription:
 
 # Each domain contributes its own root classes; the schema merges them.
 Query = merge_types(
-    "Query", (AccessQuery, CatalogQuery, PoolsQuery, SettlementQuery, CommerceQuery, LedgerQuery)
+    "Query",
+    (
+        AccessQuery,
+        CatalogQuery,
+        PoolsQuery,
+        SettlementQuery,
+        CommerceQuery,
+        LedgerQuery,
+        OrdersQuery,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
@@ -88,9 +98,12 @@ Mutation = merge_types(
         SettlementMutation,
         CommerceMutation,
         LedgerMutation,
+        OrdersMutation,
     ),
 )
-Subscription = merge_types("Subscription", (AccessSubscription, StockSubscription))
+Subscription = merge_types(
+    "Subscription", (AccessSubscription, StockSubscription, OrdersSubscription)
+)
 
 
 def make_schema(settings: Settings) -> strawberry.Schema:

@@ -592,9 +592,24 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
              reference: "anon"}) { transaction { id } } }""",
         {"id": base64.b64encode(b"Channel:1").decode()},
     ),
+    # orders
+    "order": ("query", 'query { order(id: "T3JkZXI6MQ==") { id } }', {}),
+    "orders": ("query", "{ orders(first: 5) { edges { node { id } } } }", {}),
+    "placeOrder": (
+        "mutation",
+        """mutation($id: ID!) { placeOrder(input: {idempotencyKey: "anon", productId: $id,
+             quantity: 1}) { order { id } } }""",
+        {"id": PRODUCT_1},
+    ),
+    "revealCodes": (
+        "mutation",
+        'mutation { revealCodes(input: {orderId: "T3JkZXI6MQ=="}) { codes { code } } }',
+        {},
+    ),
     # Subscriptions are tested over WebSocket elsewhere; listed so none goes unnoticed.
     "channelCreated": ("subscription", "subscription { channelCreated { id } }", {}),
     "stockChanged": ("subscription", "subscription { stockChanged { productId available } }", {}),
+    "orderUpdated": ("subscription", "subscription { orderUpdated { id status } }", {}),
 }
 
 ROOT_FIELDS = """

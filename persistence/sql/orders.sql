@@ -1,0 +1,41 @@
+-- name: insert
+-- Nothing when the channel used the idempotency key already (the caller reads that order).
+INSERT INTO orders (channel_id, product_id, idempotency_key, input_hash, quantity,
+                    unit_price, total, payment, status, pool_id, sale_transaction_id, buyer,
+                    paid_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+        CASE WHEN $9 = 'PAID' THEN now() END)
+ON CONFLICT (channel_id, idempotency_key) DO NOTHING
+RETURNING *;
+
+-- name: by_key
+SELECT * FROM orders WHERE channel_id = $1 AND idempotency_key = $2;
+
+-- name: attach_codes
+INSERT INTO order_codes (order_id, code_id) SELECT $1, unnest($2::bigint[]);
+
+-- name: record_events
+INSERT INTO code_events (code_id, kind, order_id, channel_id, actor)
+SELECT unnest($1::bigint[]), $2, $3, $4, $5;
+
+-- name: get_in_subtree
+SELECT o.* FROM orders o JOIN channels c ON c.id = o.channel_id
+WHERE o.id = $1 AND c.path <@ $2::ltree;
+
+-- name: page
+-- Newest first; $3 status and $4 product filter when not null.
+SELECT o.* FROM orders o JOIN channels c ON c.id = o.channel_id
+WHERE c.path <@ $1::ltree AND o.id < $2
+  AND ($3::text IS NULL OR o.status = $3::text)
+  AND ($4::bigint IS NULL OR o.product_id = $4::bigint)
+ORDER BY o.id DESC
+LIMIT $5;
+
+-- name: codes_of
+SELECT c.id, c.last4, c.status, c.expires_at
+FROM order_codes oc JOIN codes c ON c.id = oc.code_id
+WHERE oc.order_id = $1
+ORDER BY c.id;
+
+-- name: code_ids_of
+SELECT code_id FROM order_codes WHERE order_id = $1 ORDER BY code_id;

@@ -1,0 +1,356 @@
+"""Orders: placing them, reading them, and handing their codes to their owner."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+from actors.messages import OutOfStock, Sold
+from domain.access import Principal, in_subtree
+from domain.catalog import Fulfilment
+from domain.channels import check_sale
+from domain.orders import (
+    MAX_KEY,
+    MAX_QUANTITY,
+    SUPPORTED_DELIVERY,
+    DeliveryMethod,
+    OrderStatus,
+    PaymentMethod,
+    input_hash,
+    sale_reference,
+)
+from domain.pricing import PriceBelowCost
+from domain.risk import OrderAttempt
+from persistence import codes, commerce, ledger, orders, pools, sales
+from persistence.catalog import ProductRecord
+from persistence.codes import PlainCode
+from persistence.ledger import InsufficientBalance
+from persistence.orders import DuplicateOrder, OrderRecord
+from persistence.sales import SaleSettled
+from resolvers.catalog import find_product
+from schema import ids
+from schema.catalog import Product
+from schema.context import Info, require_viewer
+from schema.errors import ErrorCode, UserError, bad_request, user_error
+from schema.orders import (
+    DeliveredCode,
+    Delivery,
+    DeliveryStatus,
+    Order,
+    OrderCode,
+    OrderFilter,
+    PlaceOrderInput,
+    PlaceOrderPayload,
+    RevealCodesInput,
+    RevealCodesPayload,
+)
+from schema.pagination import Connection, connection, window
+
+log = logging.getLogger(__name__)
+
+TOPIC_ORDER_UPDATED = "order-updated"
+# The largest order id cursor: pages run newest first.
+_NEWEST = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    order: OrderRecord
+    settled: SaleSettled
+
+
+def _refused(code: ErrorCode, message: str, field: str | None = None) -> PlaceOrderPayload:
+    return PlaceOrderPayload(user_errors=[user_error(code, message, field)])
+
+
+async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
+    viewer = require_viewer(info)
+    services = info.context.services
+    db = services.db
+    key = input.idempotency_key.strip()
+    if not 1 <= len(key) <= MAX_KEY:
+        return _refused(
+            ErrorCode.INVALID_INPUT, f"Give a key of 1 to {MAX_KEY} characters.", "idempotencyKey"
+        )
+    request = _request(input)
+    digest = input_hash(request)
+
+    # A retry of an order already placed gets the first answer without touching stock.
+    earlier = await orders.by_key(db, viewer.channel_id, key)
+    if earlier is not None:
+        return await _replay(info, viewer, earlier, digest)
+
+    problem = _check_input(viewer, input)
+    if problem:
+        return PlaceOrderPayload(user_errors=[problem])
+    product = await find_product(info, viewer, input.product_id)
+    if product is None or not product.on_shelf:
+        return _refused(
+            ErrorCode.PRODUCT_NOT_VISIBLE, "This product is not for sale to you.", "productId"
+        )
+    buyer = input.buyer
+    refusal = check_sale(
+        await commerce.path_restrictions(db, viewer.channel_path),
+        buyer.region if buyer else None,
+        buyer.customer_group if buyer else None,
+    )
+    if refusal is not None:
+        return _refused(ErrorCode(refusal.rule.value), refusal.message, f"buyer.{refusal.field}")
+    decision = await services.risk.assess(
+        OrderAttempt(
+            viewer.channel_id,
+            product.id,
+            input.quantity,
+            buyer.ip if buyer else None,
+            buyer.device_id if buyer else None,
+            buyer.account_id if buyer else None,
+        )
+    )
+    if not decision.allowed:
+        return _refused(ErrorCode.RISK_BLOCKED, decision.reason or "Refused by risk control.")
+    if product.fulfilment is not Fulfilment.POOL:
+        return _refused(
+            ErrorCode.INVALID_INPUT,
+            f"{product.fulfilment.value} products cannot be ordered yet.",
+            "productId",
+        )
+
+    outcome = await _sell_from_pools(info, viewer, product, input.quantity, key, digest, request)
+    if isinstance(outcome, UserError | DuplicateOrder):
+        # A concurrent twin with the same key may have taken the stock or the key: then
+        # this call is a retry of it, and gets its answer.
+        earlier = await orders.by_key(db, viewer.channel_id, key)
+        if earlier is not None:
+            return await _replay(info, viewer, earlier, digest)
+        assert isinstance(outcome, UserError), "a duplicate is committed before it is told"
+        return PlaceOrderPayload(user_errors=[outcome])
+    await services.events.publish(
+        TOPIC_ORDER_UPDATED, {"id": outcome.id, "path": viewer.channel_path}
+    )
+    return PlaceOrderPayload(order=Order(record=outcome), codes=await _plaintext(info, outcome))
+
+
+def _request(input: PlaceOrderInput) -> dict[str, Any]:
+    """What a retry must repeat: the fields that define the order."""
+    buyer = input.buyer
+    return {
+        "product": input.product_id,
+        "quantity": input.quantity,
+        "payment": str(input.payment),
+        "buyer": vars(buyer) if buyer else None,
+        "delivery": [(str(d.method), d.target) for d in input.delivery or []],
+    }
+
+
+def _check_input(viewer: Principal, input: PlaceOrderInput) -> UserError | None:
+    if viewer.is_platform:
+        return user_error(
+            ErrorCode.INVALID_INPUT, "The platform does not buy from itself.", "productId"
+        )
+    if not 1 <= input.quantity <= MAX_QUANTITY:
+        return user_error(
+            ErrorCode.INVALID_INPUT, f"Order 1 to {MAX_QUANTITY} codes at a time.", "quantity"
+        )
+    if PaymentMethod(input.payment) is not PaymentMethod.BALANCE:
+        return user_error(
+            ErrorCode.INVALID_INPUT, "Only payment from the balance is available.", "payment"
+        )
+    for i, delivery in enumerate(input.delivery or []):
+        if DeliveryMethod(delivery.method) not in SUPPORTED_DELIVERY:
+            return user_error(
+                ErrorCode.INVALID_INPUT,
+                f"Delivery by {DeliveryMethod(delivery.method).value} is not available yet.",
+                f"delivery.{i}.method",
+            )
+    return None
+
+
+async def _sell_from_pools(
+    info: Info,
+    viewer: Principal,
+    product: ProductRecord,
+    quantity: int,
+    key: str,
+    digest: str,
+    request: dict[str, Any],
+) -> OrderRecord | DuplicateOrder | UserError:
+    """Sell from the product's pools in turn until one has the codes."""
+    services = info.context.services
+    ref = sale_reference(viewer.channel_id, key)
+    candidates = [p for p in await pools.by_product(services.db, product.id) if p.available]
+    for pool in candidates:
+
+        async def work(conn: Any, code_ids: tuple[int, ...], pool_id: int = pool.id) -> _Placed:
+            settled = await sales.settle(
+                conn,
+                buyer_id=viewer.channel_id,
+                buyer_path=viewer.channel_path,
+                product_id=product.id,
+                quantity=quantity,
+                reference=ref,
+            )
+            order = await orders.insert(
+                conn,
+                channel_id=viewer.channel_id,
+                product_id=product.id,
+                idempotency_key=key,
+                input_hash=digest,
+                quantity=quantity,
+                unit_price=settled.unit_price,
+                total=settled.total,
+                payment=PaymentMethod.BALANCE,
+                status=OrderStatus.PAID,
+                pool_id=pool_id,
+                sale_transaction_id=settled.transaction.id,
+                buyer=request["buyer"] or {},
+            )
+            sold = list(code_ids)
+            await orders.attach_codes(conn, order.id, sold)
+            for kind in ("SOLD", "DELIVERED"):
+                await orders.record_events(
+                    conn, sold, kind, order.id, viewer.channel_id, _actor(viewer)
+                )
+            return _Placed(order, settled)
+
+        try:
+            outcome = await services.pools.sell(pool.id, ref, quantity, work)
+        except DuplicateOrder as duplicate:
+            return duplicate
+        except ledger.IdempotencyConflict:
+            # The sale's reference is the order's key: a concurrent twin is committing.
+            return DuplicateOrder(key)
+        except InsufficientBalance:
+            return user_error(
+                ErrorCode.INSUFFICIENT_BALANCE, "The balance cannot pay for this order."
+            )
+        except PriceBelowCost:
+            return user_error(
+                ErrorCode.PRICE_BELOW_COST,
+                "Your price is below your parent's now; ask your parent to correct it.",
+                "productId",
+            )
+        if isinstance(outcome, Sold):
+            placed: _Placed = outcome.result
+            return placed.order
+        assert isinstance(outcome, OutOfStock)
+    return user_error(ErrorCode.OUT_OF_STOCK, "Not enough codes in stock.", "quantity")
+
+
+def _actor(viewer: Principal) -> str:
+    if viewer.user_id is not None:
+        return f"user:{viewer.user_id}"
+    return f"api-key:{viewer.api_key_id}"
+
+
+async def _replay(
+    info: Info, viewer: Principal, earlier: OrderRecord, digest: str
+) -> PlaceOrderPayload:
+    if earlier.input_hash != digest:
+        return _refused(
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            "This idempotency key was used for a different order.",
+            "idempotencyKey",
+        )
+    return PlaceOrderPayload(order=Order(record=earlier), codes=await _plaintext(info, earlier))
+
+
+async def _plaintext(info: Info, order: OrderRecord) -> list[DeliveredCode]:
+    services = info.context.services
+    code_ids = await orders.code_ids_of(services.db, order.id)
+    plain: list[PlainCode] = await codes.reveal(services.db, services.keyring, code_ids)
+    return [DeliveredCode(plain=p) for p in plain]
+
+
+async def reveal_codes(info: Info, input: RevealCodesInput) -> RevealCodesPayload:
+    """Plaintext leaves only to the channel that placed the order, and each time is logged."""
+    viewer = require_viewer(info)
+    db = info.context.services.db
+    key = ids.decode("Order", input.order_id)
+    found = await orders.get_in_subtree(db, key, viewer.channel_path) if key else None
+    if found is None:
+        return RevealCodesPayload(
+            user_errors=[user_error(ErrorCode.NOT_FOUND, "No such order.", "orderId")]
+        )
+    if found.channel_id != viewer.channel_id:
+        return RevealCodesPayload(
+            user_errors=[
+                user_error(
+                    ErrorCode.FORBIDDEN, "Only the channel that placed an order sees its codes."
+                )
+            ]
+        )
+    code_ids = await orders.code_ids_of(db, found.id)
+    await orders.record_events(
+        db, code_ids, "REVEALED", found.id, viewer.channel_id, _actor(viewer)
+    )
+    return RevealCodesPayload(order=Order(record=found), codes=await _plaintext(info, found))
+
+
+async def order(info: Info, id: str) -> Order | None:
+    viewer = require_viewer(info)
+    key = ids.decode("Order", id)
+    if key is None:
+        return None
+    found = await orders.get_in_subtree(info.context.services.db, key, viewer.channel_path)
+    return Order(record=found) if found else None
+
+
+async def orders_page(
+    info: Info, filter: OrderFilter | None, first: int | None, after: str | None
+) -> Connection[Order]:
+    viewer = require_viewer(info)
+    services = info.context.services
+    win = window(first, after, services.settings.max_page_size)
+    product_id = None
+    if filter is not None and filter.product_id is not None:
+        product_id = ids.decode("Product", filter.product_id)
+        if product_id is None:
+            raise bad_request("`filter.productId` is not a product id.")
+    status = OrderStatus(filter.status) if filter is not None and filter.status else None
+    rows = await orders.page(
+        services.db,
+        viewer.channel_path,
+        win.after_key or _NEWEST,
+        status,
+        product_id,
+        win.limit,
+    )
+    return connection(rows, win, key=lambda r: r.id, node=lambda r: Order(record=r))
+
+
+async def resolve_codes(info: Info, record: OrderRecord) -> list[OrderCode]:
+    return [OrderCode(record=c) for c in await orders.codes_of(info.context.services.db, record.id)]
+
+
+def resolve_deliveries(record: OrderRecord) -> list[Delivery]:
+    if record.status is not OrderStatus.PAID and record.status is not OrderStatus.REFUNDED:
+        return []
+    return [Delivery(method=DeliveryMethod.API, status=DeliveryStatus.DELIVERED, attempts=1)]
+
+
+async def resolve_product(info: Info, record: OrderRecord) -> Product | None:
+    viewer = require_viewer(info)
+    found = await find_product(info, viewer, ids.encode("Product", record.product_id))
+    return Product(record=found) if found else None
+
+
+async def order_updated(info: Info, order_id: str | None) -> AsyncGenerator[Order, None]:
+    viewer = require_viewer(info)
+    wanted = None
+    if order_id is not None:
+        wanted = ids.decode("Order", order_id)
+        if wanted is None:
+            raise bad_request("`orderId` is not an order id.")
+    db = info.context.services.db
+    async with info.context.services.events.subscribe(TOPIC_ORDER_UPDATED) as queue:
+        while True:
+            event = await queue.get()
+            if wanted is not None and event["id"] != wanted:
+                continue
+            if not in_subtree(event["path"], viewer.channel_path):
+                continue
+            found = await orders.get_in_subtree(db, event["id"], viewer.channel_path)
+            if found is not None:
+                yield Order(record=found)

@@ -1,0 +1,259 @@
+"""Orders: types, inputs, payloads and root fields."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from domain.orders import DeliveryMethod as DomainDeliveryMethod
+from domain.orders import OrderStatus as DomainOrderStatus
+from domain.orders import PaymentMethod as DomainPaymentMethod
+from persistence.codes import PlainCode
+from persistence.orders import OrderCodeRecord, OrderRecord
+from schema import ids
+from schema.context import Info
+from schema.errors import UserError
+from schema.pagination import Connection
+
+if TYPE_CHECKING:
+    from schema.catalog import Product
+    from schema.channels import Channel
+
+OrderStatus = strawberry.enum(DomainOrderStatus)
+PaymentMethod = strawberry.enum(DomainPaymentMethod)
+DeliveryMethod = strawberry.enum(DomainDeliveryMethod)
+
+
+@strawberry.enum
+class DeliveryStatus(enum.Enum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    DEAD = "DEAD"
+
+
+@strawberry.type(description="A code of an order as listings show it: its last characters.")
+class OrderCode:
+    record: strawberry.Private[OrderCodeRecord]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return ids.encode("Code", self.record.id)
+
+    @strawberry.field
+    def masked(self) -> str:
+        return "••••" + self.record.last4
+
+    @strawberry.field
+    def status(self) -> str:
+        return self.record.status.upper()
+
+    @strawberry.field
+    def expires_at(self) -> datetime | None:
+        return self.record.expires_at
+
+
+@strawberry.type(description="A code in plaintext, for the channel that ordered it only.")
+class DeliveredCode:
+    plain: strawberry.Private[PlainCode]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return ids.encode("Code", self.plain.id)
+
+    @strawberry.field
+    def code(self) -> str:
+        return self.plain.code
+
+    @strawberry.field
+    def password(self) -> str | None:
+        return self.plain.password
+
+    @strawberry.field
+    def expires_at(self) -> datetime | None:
+        return self.plain.expires_at
+
+
+@strawberry.type
+class Delivery:
+    method: DeliveryMethod  # type: ignore[valid-type]
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None = None
+    url: str | None = None
+
+
+@strawberry.type
+class Order:
+    record: strawberry.Private[OrderRecord]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return ids.encode("Order", self.record.id)
+
+    @strawberry.field
+    def status(self) -> OrderStatus:  # type: ignore[valid-type]
+        return self.record.status
+
+    @strawberry.field
+    def payment(self) -> PaymentMethod:  # type: ignore[valid-type]
+        return self.record.payment
+
+    @strawberry.field
+    def quantity(self) -> int:
+        return self.record.quantity
+
+    @strawberry.field
+    def unit_price(self) -> Decimal:
+        return self.record.unit_price
+
+    @strawberry.field
+    def total(self) -> Decimal:
+        return self.record.total
+
+    @strawberry.field
+    def idempotency_key(self) -> str:
+        return self.record.idempotency_key
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.record.created_at
+
+    @strawberry.field
+    def paid_at(self) -> datetime | None:
+        return self.record.paid_at
+
+    @strawberry.field(description="The order's codes, masked; `revealCodes` shows them.")
+    async def codes(self, info: Info) -> list[OrderCode]:
+        from resolvers.orders import resolve_codes
+
+        return await resolve_codes(info, self.record)
+
+    @strawberry.field
+    def deliveries(self) -> list[Delivery]:
+        from resolvers.orders import resolve_deliveries
+
+        return resolve_deliveries(self.record)
+
+    @strawberry.field
+    async def product(
+        self, info: Info
+    ) -> Annotated[Product, strawberry.lazy("schema.catalog")] | None:
+        from resolvers.orders import resolve_product
+
+        return await resolve_product(info, self.record)
+
+    @strawberry.field
+    async def channel(self, info: Info) -> Annotated[Channel, strawberry.lazy("schema.channels")]:
+        from resolvers.channels import resolve_channel_of
+
+        return await resolve_channel_of(info, self.record.channel_id)
+
+
+@strawberry.input
+class BuyerInput:
+    ip: str | None = None
+    device_id: str | None = None
+    account_id: str | None = None
+    region: str | None = None
+    customer_group: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+@strawberry.input
+class DeliveryInput:
+    method: DeliveryMethod  # type: ignore[valid-type]
+    target: str | None = None
+
+
+@strawberry.input
+class PlaceOrderInput:
+    idempotency_key: str = strawberry.field(
+        description="Retrying with the same key and input returns the first result."
+    )
+    product_id: strawberry.ID
+    quantity: int
+    payment: PaymentMethod = DomainPaymentMethod.BALANCE  # type: ignore[valid-type]
+    buyer: BuyerInput | None = None
+    delivery: list[DeliveryInput] | None = strawberry.field(
+        default=None, description="Defaults to API: the codes come back in the payload."
+    )
+
+
+@strawberry.type
+class PlaceOrderPayload:
+    order: Order | None = None
+    codes: list[DeliveredCode] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class RevealCodesInput:
+    order_id: strawberry.ID
+
+
+@strawberry.type
+class RevealCodesPayload:
+    order: Order | None = None
+    codes: list[DeliveredCode] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class OrderFilter:
+    status: OrderStatus | None = None  # type: ignore[valid-type]
+    product_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class OrdersQuery:
+    @strawberry.field(description="An order of the caller's subtree.")
+    async def order(self, info: Info, id: strawberry.ID) -> Order | None:
+        from resolvers.orders import order
+
+        return await order(info, id)
+
+    @strawberry.field(description="Orders of the caller's subtree, newest first.")
+    async def orders(
+        self,
+        info: Info,
+        filter: OrderFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Order]:
+        from resolvers.orders import orders_page
+
+        return await orders_page(info, filter, first, after)
+
+
+@strawberry.type
+class OrdersMutation:
+    @strawberry.mutation(description="Buy codes: paid from the wallet, delivered in the payload.")
+    async def place_order(self, info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
+        from resolvers.orders import place_order
+
+        return await place_order(info, input)
+
+    @strawberry.mutation(description="The plaintext codes of an order the caller placed.")
+    async def reveal_codes(self, info: Info, input: RevealCodesInput) -> RevealCodesPayload:
+        from resolvers.orders import reveal_codes
+
+        return await reveal_codes(info, input)
+
+
+@strawberry.type
+class OrdersSubscription:
+    @strawberry.subscription(description="Orders of the caller's subtree as their status changes.")
+    async def order_updated(
+        self, info: Info, order_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[Order, None]:
+        from resolvers.orders import order_updated
+
+        async for updated in order_updated(info, order_id):
+            yield updated

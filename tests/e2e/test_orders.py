@@ -1,0 +1,244 @@
+"""placeOrder through real HTTP: exactly-once codes, exact money, idempotent retries."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.conftest import Api, Node
+from tests.e2e.test_catalog import create_product
+from tests.e2e.test_ledger_api import funded
+from tests.e2e.test_pools import CREATE_POOL, IMPORT
+
+PLACE = """
+mutation($input: PlaceOrderInput!) {
+  placeOrder(input: $input) {
+    order { id status quantity unitPrice total codes { id masked status } }
+    codes { id code password }
+    userErrors { field code message }
+  }
+}
+"""
+
+
+async def stocked_product(api: Api, platform_key: str, codes: int) -> str:
+    """A product at base price 25.00 with a pool of ``codes`` codes."""
+    product = await create_product(api, platform_key)
+    pool = (
+        await api.data(
+            CREATE_POOL,
+            {"input": {"productId": product["id"], "name": "main"}},
+            token=platform_key,
+        )
+    )["createPool"]["pool"]["id"]
+    rows = [{"code": f"CARD-{i:06d}-XYZ", "password": f"pw{i}"} for i in range(codes)]
+    imported = await api.data(
+        IMPORT, {"input": {"poolId": pool, "codes": rows}}, token=platform_key
+    )
+    assert imported["importCodes"]["imported"] == codes
+    product_id: str = product["id"]
+    return product_id
+
+
+def order_input(product: str, key: str, quantity: int = 1) -> dict[str, Any]:
+    return {"input": {"idempotencyKey": key, "productId": product, "quantity": quantity}}
+
+
+async def wallet(db: asyncpg.Connection[Any], node: Node) -> Decimal:
+    from schema import ids
+
+    channel = ids.decode("Channel", node.id)
+    raw = await db.fetchval(
+        "SELECT balance FROM ledger_accounts WHERE kind = 'CHANNEL_WALLET' AND channel_id = $1",
+        channel,
+    )
+    return -(raw or Decimal(0))
+
+
+async def test_five_hundred_buyers_three_hundred_codes(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given a pool of 300 codes and agent A with money for 1,000 of them (25.00 each)
+    product = await stocked_product(api, tree["root"].key, 300)
+    await funded(api, tree["root"].key, tree["A"].id, "25000.00", "bank-1")
+
+    # When 500 orders of one code arrive at once
+    results = await asyncio.gather(
+        *(
+            api.data(PLACE, order_input(product, f"order-{i}"), token=tree["A"].key)
+            for i in range(500)
+        )
+    )
+
+    # Then exactly 300 are paid, with 300 distinct codes, and 200 are out of stock
+    payloads = [r["placeOrder"] for r in results]
+    paid = [p for p in payloads if p["order"] and p["order"]["status"] == "PAID"]
+    refused = [p["userErrors"] for p in payloads if p["userErrors"]]
+    assert len(paid) == 300
+    assert (
+        refused
+        == [
+            [
+                {
+                    "field": ["quantity"],
+                    "code": "OUT_OF_STOCK",
+                    "message": "Not enough codes in stock.",
+                }
+            ]
+        ]
+        * 200
+    )
+    codes = [c["code"] for p in paid for c in p["codes"]]
+    assert len(codes) == len(set(codes)) == 300
+    assert all(len(p["codes"]) == 1 and p["order"]["total"] == "25.00" for p in paid)
+
+    # And the wallet paid exactly 300 x 25.00, the ledger balances, the database agrees
+    assert await wallet(db, tree["A"]) == Decimal("25000.00") - 300 * Decimal("25.00")
+    assert await db.fetchval("SELECT coalesce(sum(amount), 0) FROM ledger_entries") == 0
+    assert await db.fetchval("SELECT count(*) FROM codes WHERE status = 'sold'") == 300
+    assert await db.fetchval("SELECT count(DISTINCT code_id) FROM order_codes") == 300
+    assert await db.fetchval("SELECT sold FROM pools") == 300
+
+
+async def test_retries_with_one_key_make_one_order(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given stock and money
+    product = await stocked_product(api, tree["root"].key, 20)
+    await funded(api, tree["root"].key, tree["A"].id, "1000.00", "bank-1")
+
+    # When one order is sent 50 times at once with the same key
+    results = await asyncio.gather(
+        *(api.data(PLACE, order_input(product, "same", 2), token=tree["A"].key) for _ in range(50))
+    )
+
+    # Then there is one order, and all 50 got the same answer, codes included
+    answers = {repr(r["placeOrder"]) for r in results}
+    assert len(answers) == 1
+    first = results[0]["placeOrder"]
+    assert first["order"]["status"] == "PAID"
+    assert len(first["codes"]) == 2
+    assert await db.fetchval("SELECT count(*) FROM orders") == 1
+    assert await wallet(db, tree["A"]) == Decimal("950.00")
+
+    # And the same key with another quantity is a conflict that changes nothing
+    conflict = await api.data(PLACE, order_input(product, "same", 3), token=tree["A"].key)
+    assert conflict["placeOrder"]["userErrors"] == [
+        {
+            "field": ["idempotencyKey"],
+            "code": "IDEMPOTENCY_CONFLICT",
+            "message": "This idempotency key was used for a different order.",
+        }
+    ]
+    assert await db.fetchval("SELECT count(*) FROM orders") == 1
+
+
+async def test_an_order_the_balance_cannot_pay_takes_nothing(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given 10.00 in A's wallet and codes at 25.00
+    product = await stocked_product(api, tree["root"].key, 5)
+    await funded(api, tree["root"].key, tree["A"].id, "10.00", "bank-1")
+
+    # When A orders one
+    refused = await api.data(PLACE, order_input(product, "k"), token=tree["A"].key)
+
+    # Then it is refused, and no code, order or posting was made
+    assert refused["placeOrder"] == {
+        "order": None,
+        "codes": [],
+        "userErrors": [
+            {
+                "field": None,
+                "code": "INSUFFICIENT_BALANCE",
+                "message": "The balance cannot pay for this order.",
+            }
+        ],
+    }
+    assert await db.fetchval("SELECT count(*) FROM orders") == 0
+    assert await db.fetchval("SELECT available FROM pools") == 5
+    assert await db.fetchval("SELECT count(*) FROM codes WHERE status = 'available'") == 5
+    assert await wallet(db, tree["A"]) == Decimal("10.00")
+
+
+async def test_codes_are_plain_for_the_buyer_only_and_every_reveal_is_logged(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given an order placed by A1 (its parent A sells at base + A's default markup 0)
+    product = await stocked_product(api, tree["root"].key, 3)
+    await funded(api, tree["root"].key, tree["A1"].id, "100.00", "bank-1")
+    placed = (await api.data(PLACE, order_input(product, "k", 2), token=tree["A1"].key))[
+        "placeOrder"
+    ]
+    order_id = placed["order"]["id"]
+    plain = sorted(c["code"] for c in placed["codes"])
+
+    # When A1 reveals its codes, and its parent A tries to
+    own = await api.data(
+        "mutation($id: ID!) { revealCodes(input: {orderId: $id}) { codes { code } "
+        "userErrors { code } } }",
+        {"id": order_id},
+        token=tree["A1"].key,
+    )
+    parent = await api.data(
+        "mutation($id: ID!) { revealCodes(input: {orderId: $id}) { codes { code } "
+        "userErrors { code } } }",
+        {"id": order_id},
+        token=tree["A"].key,
+    )
+    sibling = await api.data(
+        "query($id: ID!) { order(id: $id) { id } }", {"id": order_id}, token=tree["B"].key
+    )
+
+    # Then A1 gets them again, A sees the order masked but not the codes, B not at all
+    assert sorted(c["code"] for c in own["revealCodes"]["codes"]) == plain
+    assert parent["revealCodes"] == {"codes": [], "userErrors": [{"code": "FORBIDDEN"}]}
+    assert sibling["order"] is None
+    seen = await api.data(
+        "query($id: ID!) { order(id: $id) { codes { masked } } }",
+        {"id": order_id},
+        token=tree["A"].key,
+    )
+    masked = [c["masked"] for c in seen["order"]["codes"]]
+    assert all(m.startswith("••••") and m[4:] in "".join(plain) for m in masked)
+    assert not any(p in m for p in plain for m in masked)
+    # And the sale, the delivery and the reveal are recorded per code
+    kinds = await db.fetch("SELECT kind, count(*) AS n FROM code_events GROUP BY kind")
+    assert {r["kind"]: r["n"] for r in kinds} == {"SOLD": 2, "DELIVERED": 2, "REVEALED": 2}
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"quantity": 0}, ("quantity", "INVALID_INPUT")),
+        ({"quantity": 101}, ("quantity", "INVALID_INPUT")),
+        ({"productId": "UHJvZHVjdDo5OTk="}, ("productId", "PRODUCT_NOT_VISIBLE")),
+        ({"payment": "EXTERNAL"}, ("payment", "INVALID_INPUT")),
+        (
+            {"delivery": [{"method": "EMAIL", "target": "a@b.cd"}]},
+            ("delivery.0.method", "INVALID_INPUT"),
+        ),
+        ({"idempotencyKey": ""}, ("idempotencyKey", "INVALID_INPUT")),
+    ],
+)
+async def test_bad_orders_are_refused_and_change_nothing(
+    api: Api,
+    tree: dict[str, Node],
+    db: asyncpg.Connection[Any],
+    change: dict[str, Any],
+    error: tuple[str, str],
+) -> None:
+    product = await stocked_product(api, tree["root"].key, 2)
+    await funded(api, tree["root"].key, tree["A"].id, "100.00", "bank-1")
+    given = order_input(product, "k")["input"] | change
+
+    refused = await api.data(PLACE, {"input": given}, token=tree["A"].key)
+
+    errors = refused["placeOrder"]["userErrors"]
+    assert [(e["field"], e["code"]) for e in errors] == [([error[0]], error[1])]
+    assert await db.fetchval("SELECT count(*) FROM orders") == 0
+    assert await db.fetchval("SELECT available FROM pools") == 2
