@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,7 @@ from strawberry.types.unset import UnsetType
 from actors.registry import PoolRegistry
 from domain.credentials import CredentialError
 from domain.risk import AllowAll, RiskCheck
+from middleware import BodyLimit
 from observability import Metrics, RequestContext, configure_logging
 from persistence import migrations
 from persistence.database import create_pool
@@ -89,6 +91,9 @@ class GraphQLApp(GraphQL[Context, None]):
         await _authenticate(context, given)
         if context.viewer is None:
             raise ConnectionRejectionError({"message": context.auth_error or "Unauthenticated"})
+        # A socket lives long: its credential is checked again for every operation and,
+        # in subscriptions, every few seconds, so a revoked key stops working there too.
+        context.reauthenticate = partial(_authenticate, context, given)
         return await super().on_ws_connect(context)
 
 
@@ -97,6 +102,7 @@ async def _authenticate(context: Context, authorization: str | None) -> None:
     try:
         context.viewer = await authenticate(services.db, services.session_key, authorization)
     except CredentialError as error:
+        context.viewer = None
         context.auth_error = str(error)
 
 
@@ -178,6 +184,11 @@ def create_app(settings: Settings) -> Starlette:
             Route("/exports/statements/{channel_id}.csv", exports.statement_csv),
         ],
         lifespan=lifespan,
+    )
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
     )
     app.add_middleware(RequestContext, metrics=app_metrics)
     return app

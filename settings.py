@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     session_secret: SecretStr | None = None
     master_key: SecretStr | None = None
+    payment_secret: SecretStr | None = None
     session_ttl_seconds: int = Field(default=12 * 3600, gt=0)
     migrate_on_start: bool = True
     log_level: str = "INFO"
@@ -41,10 +42,13 @@ class Settings(BaseSettings):
     login_window_seconds: int = Field(default=900, ge=1)
     reservation_ttl_seconds: float = Field(default=900, gt=0)
     reservation_sweep_seconds: float = Field(default=1.0, gt=0)
+    order_payment_ttl_seconds: float = Field(default=900, gt=0)
     pool_window_size: int = Field(default=1024, ge=1)
     pool_max_actors: int = Field(default=256, ge=1)
     pool_idle_seconds: float = Field(default=60, gt=0)
     stock_publish_interval: float = Field(default=0.1, ge=0)
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
 
     @property
     def session_ttl(self) -> timedelta:
@@ -57,6 +61,12 @@ class Settings(BaseSettings):
         if self.session_secret is not None:
             return self.session_secret.get_secret_value().encode()
         return _load_or_create_secret(self.secret_path("session.key"))
+
+    def resolved_payment_secret(self) -> bytes:
+        """The key the payment gateway signs its callbacks with (HMAC-SHA256)."""
+        if self.payment_secret is not None:
+            return self.payment_secret.get_secret_value().encode()
+        return _load_or_create_secret(self.secret_path("payment.key"))
 
     def resolved_master_key(self) -> bytes:
         if self.master_key is not None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from domain import crypto
 from domain.access import Principal, Role
+from domain.moments import as_utc
 
 MAX_CODE_LENGTH = 256
 MAX_PASSWORD_LENGTH = 256
@@ -56,11 +57,6 @@ def may_manage_pools(principal: Principal) -> bool:
     return principal.is_platform and principal.role in _MANAGERS
 
 
-def as_utc(moment: datetime) -> datetime:
-    """A time without a zone is taken as UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def parse_expiry(text: str) -> datetime | None:
     """An ISO-8601 date or time from a CSV cell; None for an empty cell.
 
@@ -97,7 +93,10 @@ def check_row(
             return RowError(
                 row, RowFault.INVALID_INPUT, "The password contains control characters."
             )
-    expiry = as_utc(expires_at) if expires_at is not None else None
+    try:
+        expiry = as_utc(expires_at) if expires_at is not None else None
+    except ValueError:
+        return RowError(row, RowFault.INVALID_INPUT, "The expiry is not a possible time.")
     if expiry is not None and expiry <= now:
         return RowError(row, RowFault.CODE_EXPIRED, "The code has already expired.")
     return CodeRow(row, code, cleaned_password, expiry)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from domain.access import Principal, Role
 from domain.channels import Problem
+from domain.moments import as_utc
 from domain.money import CENT
 from domain.settlement import AccountKind, Posting
 
@@ -142,13 +143,6 @@ def balance_problem(postings: Sequence[Posting]) -> str | None:
 # --- statements ----------------------------------------------------------------------------
 
 PERIOD_MESSAGE = "`from` must not be after `to`."
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A moment in UTC; one without a zone is taken as UTC."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def period_problem(start: datetime, end: datetime) -> str | None:

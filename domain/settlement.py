@@ -53,7 +53,9 @@ class RatioRule:
 
     def problem(self) -> str | None:
         shares = [self.supplier_percent, self.platform_percent, *self.agent_percents]
-        if any(s < 0 or s != s.quantize(Decimal("0.001")) for s in shares):
+        if not all(s.is_finite() and 0 <= s <= HUNDRED for s in shares) or any(
+            s != s.quantize(Decimal("0.001")) for s in shares
+        ):
             return "Shares are percentages of 0 or more, with at most 3 decimals."
         if sum(shares) != HUNDRED:
             return f"Shares must add up to 100, not {sum(shares)}."

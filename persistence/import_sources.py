@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol
 
-from domain.codes import CsvLayout, RowError, RowFault, as_utc, parse_expiry, parse_header
+from domain.codes import CsvLayout, RowError, RowFault, parse_expiry, parse_header
+from domain.moments import as_utc
 
 MAX_CSV_ROWS = 1_000_000
 _READ_BLOCK = 1 << 16
@@ -78,10 +79,7 @@ class ListSource:
         return await asyncio.to_thread(self._hash)
 
     def _hash(self) -> bytes:
-        canonical = [
-            [code, password, as_utc(expires).isoformat() if expires else None]
-            for code, password, expires in self._rows
-        ]
+        canonical = [[code, password, _moment(expires)] for code, password, expires in self._rows]
         text = json.dumps(canonical, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode()).digest()
 
@@ -206,3 +204,13 @@ def _csv_row(row: int, cells: list[str], layout: CsvLayout) -> RawRow | RowError
     except ValueError:
         return RowError(row, RowFault.INVALID_INPUT, "expiresAt is not an ISO-8601 date or time.")
     return RawRow(row, cell(layout.code), cell(layout.password) or None, expires_at)
+
+
+def _moment(expires: datetime | None) -> str | None:
+    """An expiry as hashed: in UTC where it has one (an impossible one is refused later)."""
+    if expires is None:
+        return None
+    try:
+        return as_utc(expires).isoformat()
+    except ValueError:
+        return expires.isoformat()

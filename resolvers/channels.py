@@ -16,7 +16,7 @@ from persistence import channels, commerce
 from persistence.channels import ChannelRecord
 from schema import ids
 from schema.channels import Channel, CreateChannelInput, CreateChannelPayload
-from schema.context import Info, require_viewer
+from schema.context import RECHECK_SECONDS, Info, require_viewer
 from schema.errors import ErrorCode, UserError, user_error
 from schema.pagination import Connection, connection, window
 
@@ -157,4 +157,5 @@ async def channel_created(info: Info) -> AsyncGenerator[Channel, None]:
                 continue
             record = await channels.get_in_subtree(db, event["id"], viewer.channel_path)
             if record is not None:
+                await info.context.recheck(max_age=RECHECK_SECONDS)
                 yield Channel(record=record)

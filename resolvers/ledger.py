@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from domain import ledger as rules
 from domain.ledger import TransactionKind, as_seen
+from domain.moments import as_utc
 from domain.settlement import PAYMENT_CLEARING, Account, AccountKind, earnings, top_up, wallet
 from persistence import ledger
 from persistence.channels import ChannelRecord
@@ -104,7 +105,10 @@ async def statement(
     record = await find_channel(info, viewer, channel_id)
     if record is None:
         raise RequestError("No such channel.", "NOT_FOUND")
-    start, end = rules.as_utc(start), rules.as_utc(end)
+    try:
+        start, end = as_utc(start), as_utc(end)
+    except ValueError:
+        raise bad_request("`from` and `to` must be possible times.") from None
     problem = rules.period_problem(start, end)
     if problem:
         raise bad_request(problem)

@@ -32,7 +32,7 @@ from persistence.sales import SaleSettled
 from resolvers.catalog import find_product
 from schema import ids
 from schema.catalog import Product
-from schema.context import Info, require_viewer
+from schema.context import RECHECK_SECONDS, Info, require_viewer
 from schema.errors import ErrorCode, UserError, bad_request, user_error
 from schema.orders import (
     DeliveredCode,
@@ -353,4 +353,5 @@ async def order_updated(info: Info, order_id: str | None) -> AsyncGenerator[Orde
                 continue
             found = await orders.get_in_subtree(db, event["id"], viewer.channel_path)
             if found is not None:
+                await info.context.recheck(max_age=RECHECK_SECONDS)
                 yield Order(record=found)

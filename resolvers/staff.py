@@ -69,9 +69,14 @@ async def login(info: Info, input: LoginInput) -> LoginPayload:
     services = info.context.services
     settings = services.settings
     email = input.email.strip().lower()
-    throttle_key = "quanyi:login-failures:" + hashlib.sha256(email.encode()).hexdigest()
-    failures = int(await services.redis.get(throttle_key) or 0)
-    if failures >= settings.login_attempts:
+    throttle_key = "quanyi:login-attempts:" + hashlib.sha256(email.encode()).hexdigest()
+    # Count the attempt before checking it, so that parallel guesses cannot all slip in
+    # under the limit; a success clears the count.
+    async with services.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(throttle_key)
+        pipe.expire(throttle_key, settings.login_window_seconds, nx=True)
+        attempts, _ = await pipe.execute()
+    if int(attempts) > settings.login_attempts:
         return LoginPayload(
             user_errors=[
                 user_error(ErrorCode.RATE_LIMITED, "Too many failed logins; try again later.")
@@ -85,10 +90,6 @@ async def login(info: Info, input: LoginInput) -> LoginPayload:
     else:
         ok = await asyncio.to_thread(verify_password, found[1], input.password)
     if found is None or not ok:
-        async with services.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(throttle_key)
-            pipe.expire(throttle_key, settings.login_window_seconds, nx=True)
-            await pipe.execute()
         return LoginPayload(
             user_errors=[
                 user_error(ErrorCode.INVALID_CREDENTIALS, "Wrong e-mail address or password.")

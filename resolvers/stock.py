@@ -16,7 +16,7 @@ from persistence.types import Db
 from resolvers.commerce import TOPIC_PRODUCT_VISIBILITY
 from schema import ids
 from schema.catalog import StockLevel
-from schema.context import Info, require_viewer
+from schema.context import RECHECK_SECONDS, Info, require_viewer
 from schema.errors import bad_request
 
 # How long a subscriber trusts what it learnt about a product being hidden on its path.
@@ -89,6 +89,7 @@ async def stock_changed(info: Info, product_id: str | None) -> AsyncGenerator[St
                 hidden_on_path=event["on_shelf"] and await cache.hidden(event["product_id"]),
             ):
                 continue
+            await info.context.recheck(max_age=RECHECK_SECONDS)
             yield StockLevel(
                 record=StockRecord(
                     event["product_id"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 
 from graphql import GraphQLError, OperationDefinitionNode
@@ -46,6 +46,16 @@ class SubscriptionsOverWebSocket(SchemaExtension):
         yield
 
 
+class WebSocketReauthentication(SchemaExtension):
+    """Checks a WebSocket's credential again before each operation sent over it."""
+
+    async def on_operation(self) -> AsyncIterator[None]:
+        context = self.execution_context.context
+        if getattr(context, "reauthenticate", None) is not None:
+            await context.reauthenticate()
+        yield
+
+
 class OperationMetrics(SchemaExtension):
     """Counts and times operations by type and first root field (bounded label values)."""
 
@@ -62,9 +72,22 @@ class OperationMetrics(SchemaExtension):
             kind = operation.operation.value
             selection = operation.selection_set.selections[0]
             field = getattr(getattr(selection, "name", None), "value", "fragment")
+            # Only names of the schema's root fields become labels: anything a client
+            # invents would grow the metrics without bound.
+            if field not in self._root_fields(kind):
+                field = "invalid"
         result = self.execution_context.result
         outcome = "error" if result is not None and result.errors else "ok"
         metrics.observe_operation(kind, field, outcome, time.perf_counter() - started)
+
+    def _root_fields(self, kind: str) -> dict[str, object]:
+        schema = self.execution_context.schema._schema
+        root = {
+            "query": schema.query_type,
+            "mutation": schema.mutation_type,
+            "subscription": schema.subscription_type,
+        }.get(kind)
+        return dict(root.fields) if root is not None else {}
 
     def _operation(self) -> OperationDefinitionNode | None:
         document = self.execution_context.graphql_document
@@ -85,6 +108,7 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         partial(ParserCache, maxsize=1024),
         SubscriptionsOverWebSocket,
+        WebSocketReauthentication,
         partial(QueryDepthLimiter, max_depth=settings.max_query_depth),
         partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
         partial(ValidationCache, maxsize=1024),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from resolvers import channels, staff
 from schema.catalog import CatalogMutation, CatalogQuery
@@ -76,6 +79,8 @@ class AccessSubscription:
             yield channel
 
 
+log = logging.getLogger("quanyi.graphql")
+
 # Each domain contributes its own root classes; the schema merges them.
 Query = merge_types(
     "Query",
@@ -106,8 +111,30 @@ Subscription = merge_types(
 )
 
 
+class QuanyiSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log what went wrong on our side, never what the client sent.
+
+        strawberry's default logs each error with the lines of the document around it,
+        and input errors quote the values given: codes, passwords. Errors that are the
+        client's (syntax, validation, our request errors) are its answer, not our log.
+        """
+        for error in errors:
+            original = error.original_error
+            if original is None or isinstance(original, GraphQLError):
+                continue
+            log.error(
+                "unexpected %s at %s",
+                type(original).__name__,
+                ".".join(map(str, error.path or [])),
+                exc_info=(type(original), original, original.__traceback__),
+            )
+
+
 def make_schema(settings: Settings) -> strawberry.Schema:
-    return strawberry.Schema(
+    return QuanyiSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
