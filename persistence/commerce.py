@@ -11,14 +11,19 @@ from persistence.types import Db
 Q = queries("commerce")
 
 
-async def hide_products(db: Db, channel_id: int, product_ids: Sequence[int]) -> None:
+async def hide_products(
+    db: Db, channel_id: int, product_ids: Sequence[int], hidden_by: int
+) -> None:
     """Hide the products for the channel and, through it, for its whole subtree."""
-    await db.execute(Q["hide_products"], channel_id, list(product_ids))
+    await db.execute(Q["hide_products"], channel_id, list(product_ids), hidden_by)
 
 
-async def show_products(db: Db, channel_id: int, product_ids: Sequence[int]) -> None:
-    """Undo the channel's own hiding; what a channel above hides stays hidden."""
-    await db.execute(Q["show_products"], channel_id, list(product_ids))
+async def show_products(
+    db: Db, channel_id: int, product_ids: Sequence[int], shown_by_path: str
+) -> None:
+    """Undo the hiding done by the channel at ``shown_by_path`` or below it; what a
+    channel above it hid stays hidden."""
+    await db.execute(Q["show_products"], channel_id, list(product_ids), shown_by_path)
 
 
 async def set_restrictions(

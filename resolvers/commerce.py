@@ -295,9 +295,9 @@ async def set_channel_products(
         return SetChannelProductsPayload(user_errors=errors)
     if wanted:
         if input.visible:
-            await commerce.show_products(db, channel.id, wanted)
+            await commerce.show_products(db, channel.id, wanted, viewer.channel_path)
         else:
-            await commerce.hide_products(db, channel.id, wanted)
+            await commerce.hide_products(db, channel.id, wanted, viewer.channel_id)
         await info.context.services.events.publish(
             TOPIC_PRODUCT_VISIBILITY, {"path": channel.path, "product_ids": wanted}
         )

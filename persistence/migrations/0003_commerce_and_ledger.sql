@@ -18,12 +18,14 @@ CREATE TABLE channel_prices (
 );
 CREATE INDEX channel_prices_product ON channel_prices (product_id);
 
--- A product hidden for a channel is hidden for its whole subtree.
+-- A product hidden for a channel is hidden for its whole subtree. `hidden_by` is the
+-- channel that hid it: only that channel or one above it may show it again.
 CREATE TABLE hidden_products (
     channel_id bigint NOT NULL REFERENCES channels (id),
     product_id bigint NOT NULL REFERENCES products (id),
+    hidden_by bigint NOT NULL REFERENCES channels (id),
     created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (channel_id, product_id)
+    PRIMARY KEY (channel_id, product_id, hidden_by)
 );
 CREATE INDEX hidden_products_product ON hidden_products (product_id, channel_id);
 

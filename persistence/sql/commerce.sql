@@ -1,14 +1,18 @@
 -- What a channel sets for the channels below it: hidden products and restrictions.
 
 -- name: hide_products
--- Hides products $2 for channel $1 (and so for its subtree); hiding twice is harmless.
-INSERT INTO hidden_products (channel_id, product_id)
-SELECT $1, unnest($2::bigint[])
-ON CONFLICT (channel_id, product_id) DO NOTHING;
+-- Channel $3 hides products $2 for channel $1 (and so for its subtree); twice is harmless.
+INSERT INTO hidden_products (channel_id, product_id, hidden_by)
+SELECT $1, unnest($2::bigint[]), $3
+ON CONFLICT DO NOTHING;
 
 -- name: show_products
--- Removes channel $1's own hiding of products $2. A channel above may still hide them.
-DELETE FROM hidden_products WHERE channel_id = $1 AND product_id = ANY ($2::bigint[]);
+-- Undoes the hiding of products $2 for channel $1 done by the channel at $3 or by channels
+-- below it; what a channel above hid stays hidden.
+DELETE FROM hidden_products h
+USING channels by_channel
+WHERE h.channel_id = $1 AND h.product_id = ANY ($2::bigint[])
+  AND by_channel.id = h.hidden_by AND by_channel.path <@ $3::ltree;
 
 -- name: set_restrictions
 UPDATE channels SET regions = $2, customer_groups = $3

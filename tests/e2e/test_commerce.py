@@ -675,3 +675,21 @@ async def test_restrictions_narrow_down_the_tree(
     refused = check_sale(restrictions, "CN-GD", "retail")
     assert refused is not None
     assert (refused.rule, refused.depth) == (SaleRule.CUSTOMER_GROUP_NOT_ALLOWED, 2)
+
+
+async def test_a_middle_channel_cannot_show_what_a_channel_above_hid_below_it(
+    api: Api, tree: dict[str, Node]
+) -> None:
+    # Given A hides P for its grandchild A11; A1 between them still sees P
+    p = (await create_product(api, tree["root"].key, name="Card P"))["id"]
+    hide = {"channelId": tree["A11"].id, "productIds": [p], "visible": False}
+    await api.data(SET_PRODUCTS, {"input": hide}, token=tree["A"].key)
+
+    # When A1 shows P to A11
+    shown = await api.data(SET_PRODUCTS, {"input": hide | {"visible": True}}, token=tree["A1"].key)
+
+    # Then A11 still cannot see it: only A (or a channel above A) can undo A's choice
+    assert shown["setChannelProducts"]["userErrors"] == []
+    assert await names_listed(api, tree["A11"].key) == []
+    await api.data(SET_PRODUCTS, {"input": hide | {"visible": True}}, token=tree["A"].key)
+    assert await names_listed(api, tree["A11"].key) == ["Card P"]
