@@ -12,16 +12,28 @@ from decimal import Decimal
 from domain import settlement
 from domain.ledger import TransactionKind
 from domain.pricing import PriceChain, resolve
-from domain.settlement import Account
+from domain.settlement import Account, Posting
 from persistence import ledger, pricing, split_rules
 from persistence.ledger import Conn, PostedTransaction
 from persistence.queries import queries
+from persistence.types import Db
 
 Q = queries("sales")
 
 
 class UnknownProduct(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A sale worked out before it is written: its price chain and its split."""
+
+    buyer_id: int
+    product_id: int
+    quantity: int
+    chain: PriceChain
+    postings: tuple[Posting, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,54 @@ class SaleSettled:
         return self.transaction.amount
 
 
+async def quote(
+    db: Db,
+    *,
+    buyer_id: int,
+    buyer_path: str,
+    product_id: int,
+    quantity: int,
+    paid_from: Account | None = None,
+) -> Quote:
+    """Work out a sale to the channel at ``buyer_path``: the buyer pays its own purchase
+    price, from its wallet unless ``paid_from`` names another account (a payment received).
+
+    Reads only, outside the sale's transaction, so that the transaction is short. Raises
+    UnknownProduct, and domain.pricing.PriceBelowCost when the chain became inverted since
+    prices were set.
+    """
+    path = await pricing.price_path(db, buyer_path, product_id)
+    if path is None:
+        raise UnknownProduct(product_id)
+    chain = resolve(path.cost, path.base_price, path.levels)
+    rule = await split_rules.rule_for_sale(db, product_id, buyer_path)
+    supplier_id = await db.fetchval(Q["product_supplier"], product_id)
+    postings = settlement.sale(
+        chain,
+        quantity,
+        supplier_id,
+        paid_from or settlement.wallet(buyer_id),
+        rule.ratio if rule else None,
+    )
+    return Quote(buyer_id, product_id, quantity, chain, tuple(postings))
+
+
+async def post(conn: Conn, sale: Quote, reference: str) -> SaleSettled:
+    """Write a quoted sale. Raises persistence.ledger.InsufficientBalance when the wallet
+    cannot pay, and persistence.ledger.IdempotencyConflict when ``reference`` settled
+    another sale."""
+    transaction = await ledger.post(
+        conn,
+        TransactionKind.SALE,
+        sale.postings,
+        reference=reference,
+        channel_id=sale.buyer_id,
+        product_id=sale.product_id,
+        quantity=sale.quantity,
+    )
+    return SaleSettled(transaction, sale.chain)
+
+
 async def settle(
     conn: Conn,
     *,
@@ -48,37 +108,16 @@ async def settle(
     reference: str,
     paid_from: Account | None = None,
 ) -> SaleSettled:
-    """Post the sale of ``quantity`` of a product to the channel at ``buyer_path``.
-
-    The buyer pays its own purchase price, from its wallet unless ``paid_from`` names
-    another account (a payment received). Raises UnknownProduct,
-    domain.pricing.PriceBelowCost when the chain became inverted since prices were set,
-    persistence.ledger.InsufficientBalance when the wallet cannot pay, and
-    persistence.ledger.IdempotencyConflict when ``reference`` settled another sale.
-    """
-    path = await pricing.price_path(conn, buyer_path, product_id)
-    if path is None:
-        raise UnknownProduct(product_id)
-    chain = resolve(path.cost, path.base_price, path.levels)
-    rule = await split_rules.rule_for_sale(conn, product_id, buyer_path)
-    supplier_id = await conn.fetchval(Q["product_supplier"], product_id)
-    postings = settlement.sale(
-        chain,
-        quantity,
-        supplier_id,
-        paid_from or settlement.wallet(buyer_id),
-        rule.ratio if rule else None,
-    )
-    transaction = await ledger.post(
+    """Quote and post a sale in the caller's transaction (see ``quote`` and ``post``)."""
+    sale = await quote(
         conn,
-        TransactionKind.SALE,
-        postings,
-        reference=reference,
-        channel_id=buyer_id,
+        buyer_id=buyer_id,
+        buyer_path=buyer_path,
         product_id=product_id,
         quantity=quantity,
+        paid_from=paid_from,
     )
-    return SaleSettled(transaction, chain)
+    return await post(conn, sale, reference)
 
 
 async def refund(conn: Conn, sale_id: int, reference: str) -> PostedTransaction:
