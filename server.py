@@ -39,8 +39,9 @@ from persistence.database import create_pool
 from persistence.embedded import EmbeddedPostgres, EmbeddedValkey
 from persistence.events import EventHub
 from persistence.keyring import Keyring
-from resolvers import exports
+from resolvers import exports, payments
 from resolvers.authentication import authenticate
+from resolvers.order_expiry import OrderExpiry
 from schema.context import Context
 from schema.root import make_schema
 from settings import Settings
@@ -155,6 +156,8 @@ def create_app(settings: Settings) -> Starlette:
         await events.start()
         pools = PoolRegistry(db, events, settings)
         await pools.start()
+        expiry = OrderExpiry(db, pools, events, settings.reservation_sweep_seconds)
+        await expiry.start()
         app.state.services = Services(
             settings=settings,
             db=db,
@@ -168,6 +171,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await expiry.stop()
             await pools.stop()
             await events.stop()
             await redis.aclose()
@@ -182,6 +186,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Route("/exports/statements/{channel_id}.csv", exports.statement_csv),
+            Route("/payments/callback", payments.payment_callback, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
@@ -242,6 +247,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_config=None,
             access_log=False,
             loop="asyncio",
+            http="httptools",
             lifespan="on",
             ws="websockets-sansio",
         )

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = Field(default=12 * 3600, gt=0)
     migrate_on_start: bool = True
     log_level: str = "INFO"
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
     max_query_depth: int = Field(default=12, ge=2)
     max_aliases: int = Field(default=30, ge=1)
     max_tokens: int = Field(default=5000, ge=100)

@@ -9,6 +9,7 @@ from functools import partial
 from graphql import GraphQLError, OperationDefinitionNode
 from starlette.websockets import WebSocket
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -102,6 +103,16 @@ class OperationMetrics(SchemaExtension):
         return None
 
 
+def _fixed_rules(extension: AddValidationRules) -> Callable[[], SchemaExtension]:
+    """The extension's validation rules, made once.
+
+    QueryDepthLimiter and MaxAliasesLimiter build a new rule class each time they are
+    created; the rule classes are part of ValidationCache's key, so one set per request
+    would make every request miss the cache (and fill it with dead entries).
+    """
+    return partial(AddValidationRules, list(extension.validation_rules))
+
+
 def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     """Factories, one extension set per request; the caches live at module level."""
     return [
@@ -109,8 +120,8 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         partial(ParserCache, maxsize=1024),
         SubscriptionsOverWebSocket,
         WebSocketReauthentication,
-        partial(QueryDepthLimiter, max_depth=settings.max_query_depth),
-        partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
+        _fixed_rules(QueryDepthLimiter(max_depth=settings.max_query_depth)),
+        _fixed_rules(MaxAliasesLimiter(max_alias_count=settings.max_aliases)),
         partial(ValidationCache, maxsize=1024),
         partial(MaskErrors, should_mask_error=_must_mask, error_message="Internal server error."),
         OperationMetrics,
