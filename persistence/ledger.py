@@ -196,42 +196,21 @@ def _account(row: asyncpg.Record) -> Account:
     return Account(AccountKind(row["kind"]), row["channel_id"], row["supplier_id"])
 
 
-# Accounts are never deleted and never change owner, so ids of committed accounts are
-# learnt once per process (by ``open_accounts``): a posting then looks up none it knows.
-_known_ids: dict[Account, int] = {}
-
-
 async def _account_ids(
     conn: Conn, accounts: Sequence[Account], *, lock: bool
 ) -> dict[Account, int]:
     """The ids of ``accounts``, opening those that do not exist; with ``lock`` the wallets
     among them are locked in id order."""
     wanted = sorted(set(accounts), key=lambda a: (a.kind, a.channel_id or 0, a.supplier_id or 0))
-    found = {a: _known_ids[a] for a in wanted if a in _known_ids}
-    unknown = [a for a in wanted if a not in found]
-    if unknown:
-        arrays = _owner_arrays(unknown)
-        rows = await conn.fetch(Q["find_accounts"], *arrays)
-        if len(rows) < len(unknown):
-            await conn.execute(Q["insert_accounts"], *arrays)
-            rows = await conn.fetch(Q["find_accounts"], *arrays)
-        found |= {_account(r): r["id"] for r in rows}
+    arrays = _owner_arrays(wanted)
+    found = {_account(r): r["id"] for r in await conn.fetch(Q["find_accounts"], *arrays)}
+    if len(found) < len(wanted):
+        await conn.execute(Q["insert_accounts"], *arrays)
+        found = {_account(r): r["id"] for r in await conn.fetch(Q["find_accounts"], *arrays)}
     assert len(found) == len(wanted), "every account was opened"
     if lock:
         await conn.execute(Q["lock_wallets"], list(found.values()))
     return found
-
-
-async def open_accounts(pool: asyncpg.Pool[Any], accounts: Sequence[Account]) -> None:
-    """Open the accounts (committed at once) and remember their ids in this process.
-
-    Called before a hot transaction posts to them, so the posting neither looks them up
-    nor opens them. Ids seen inside a transaction are never remembered: it might roll back.
-    """
-    if all(a in _known_ids for a in accounts):
-        return
-    async with pool.acquire() as conn, conn.transaction():
-        _known_ids.update(await _account_ids(conn, accounts, lock=False))
 
 
 async def account_id(conn: Conn, account: Account) -> int:
