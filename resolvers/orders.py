@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from actors.messages import OutOfStock, Sold
+from actors.messages import Sold
 from domain.access import Principal, in_subtree
 from domain.catalog import Fulfilment
 from domain.channels import check_sale
@@ -23,12 +24,12 @@ from domain.orders import (
 )
 from domain.pricing import PriceBelowCost
 from domain.risk import OrderAttempt
-from persistence import codes, commerce, ledger, orders, pools, sales
+from persistence import codes, commerce, generated, ledger, orders, pools, sales
 from persistence.catalog import ProductRecord
 from persistence.codes import PlainCode
 from persistence.ledger import InsufficientBalance
 from persistence.orders import DuplicateOrder, OrderRecord
-from persistence.sales import SaleSettled
+from persistence.sales import Quote
 from resolvers.catalog import find_product
 from schema import ids
 from schema.catalog import Product
@@ -53,12 +54,6 @@ log = logging.getLogger(__name__)
 TOPIC_ORDER_UPDATED = "order-updated"
 # The largest order id cursor: pages run newest first.
 _NEWEST = 2**62
-
-
-@dataclass(frozen=True, slots=True)
-class _Placed:
-    order: OrderRecord
-    settled: SaleSettled
 
 
 def _refused(code: ErrorCode, message: str, field: str | None = None) -> PlaceOrderPayload:
@@ -110,14 +105,23 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
     )
     if not decision.allowed:
         return _refused(ErrorCode.RISK_BLOCKED, decision.reason or "Refused by risk control.")
-    if product.fulfilment is not Fulfilment.POOL:
+    if product.fulfilment is Fulfilment.REALTIME:
         return _refused(
-            ErrorCode.INVALID_INPUT,
-            f"{product.fulfilment.value} products cannot be ordered yet.",
+            ErrorCode.SUPPLIER_UNAVAILABLE,
+            "Products bought from a supplier at order time cannot be ordered yet.",
             "productId",
         )
 
-    outcome = await _sell_from_pools(info, viewer, product, input.quantity, key, digest, request)
+    if PaymentMethod(input.payment) is PaymentMethod.EXTERNAL:
+        from resolvers.external_orders import reserve_for_payment
+
+        outcome = await reserve_for_payment(
+            info, viewer, product, input.quantity, key, digest, request
+        )
+    else:
+        outcome = await _sell_from_pools(
+            info, viewer, product, input.quantity, key, digest, request
+        )
     if isinstance(outcome, UserError | DuplicateOrder):
         # A concurrent twin with the same key may have taken the stock or the key: then
         # this call is a retry of it, and gets its answer.
@@ -153,10 +157,6 @@ def _check_input(viewer: Principal, input: PlaceOrderInput) -> UserError | None:
         return user_error(
             ErrorCode.INVALID_INPUT, f"Order 1 to {MAX_QUANTITY} codes at a time.", "quantity"
         )
-    if PaymentMethod(input.payment) is not PaymentMethod.BALANCE:
-        return user_error(
-            ErrorCode.INVALID_INPUT, "Only payment from the balance is available.", "payment"
-        )
     for i, delivery in enumerate(input.delivery or []):
         if DeliveryMethod(delivery.method) not in SUPPORTED_DELIVERY:
             return user_error(
@@ -176,66 +176,101 @@ async def _sell_from_pools(
     digest: str,
     request: dict[str, Any],
 ) -> OrderRecord | DuplicateOrder | UserError:
-    """Sell from the product's pools in turn until one has the codes."""
+    """Sell from the product's pools in turn until one has the codes, or issue new ones
+    for a GENERATED product. The sale is quoted first, outside the sale's transaction."""
     services = info.context.services
     ref = sale_reference(viewer.channel_id, key)
-    candidates = [p for p in await pools.by_product(services.db, product.id) if p.available]
-    for pool in candidates:
-
-        async def work(conn: Any, code_ids: tuple[int, ...], pool_id: int = pool.id) -> _Placed:
-            settled = await sales.settle(
-                conn,
-                buyer_id=viewer.channel_id,
-                buyer_path=viewer.channel_path,
-                product_id=product.id,
-                quantity=quantity,
-                reference=ref,
+    try:
+        sale = await sales.quote(
+            services.db,
+            buyer_id=viewer.channel_id,
+            buyer_path=viewer.channel_path,
+            product_id=product.id,
+            quantity=quantity,
+        )
+    except PriceBelowCost:
+        return user_error(
+            ErrorCode.PRICE_BELOW_COST,
+            "Your price is below your parent's now; ask your parent to correct it.",
+            "productId",
+        )
+    paid = _PaidOrder(viewer, product.id, key, digest, request["buyer"] or {}, sale, ref)
+    try:
+        if product.fulfilment is Fulfilment.GENERATED:
+            return await _issue_generated(info, product, paid)
+        for pool in [p for p in await pools.by_product(services.db, product.id) if p.available]:
+            outcome = await services.pools.sell(
+                pool.id, ref, quantity, partial(paid.write, pool.id)
             )
-            order = await orders.insert(
-                conn,
-                channel_id=viewer.channel_id,
-                product_id=product.id,
-                idempotency_key=key,
-                input_hash=digest,
-                quantity=quantity,
-                unit_price=settled.unit_price,
-                total=settled.total,
-                payment=PaymentMethod.BALANCE,
-                status=OrderStatus.PAID,
-                pool_id=pool_id,
-                sale_transaction_id=settled.transaction.id,
-                buyer=request["buyer"] or {},
-            )
-            sold = list(code_ids)
-            await orders.attach_codes(conn, order.id, sold)
-            for kind in ("SOLD", "DELIVERED"):
-                await orders.record_events(
-                    conn, sold, kind, order.id, viewer.channel_id, _actor(viewer)
-                )
-            return _Placed(order, settled)
-
-        try:
-            outcome = await services.pools.sell(pool.id, ref, quantity, work)
-        except DuplicateOrder as duplicate:
-            return duplicate
-        except ledger.IdempotencyConflict:
-            # The sale's reference is the order's key: a concurrent twin is committing.
-            return DuplicateOrder(key)
-        except InsufficientBalance:
-            return user_error(
-                ErrorCode.INSUFFICIENT_BALANCE, "The balance cannot pay for this order."
-            )
-        except PriceBelowCost:
-            return user_error(
-                ErrorCode.PRICE_BELOW_COST,
-                "Your price is below your parent's now; ask your parent to correct it.",
-                "productId",
-            )
-        if isinstance(outcome, Sold):
-            placed: _Placed = outcome.result
-            return placed.order
-        assert isinstance(outcome, OutOfStock)
+            if isinstance(outcome, Sold):
+                order: OrderRecord = outcome.result
+                return order
+    except DuplicateOrder as duplicate:
+        return duplicate
+    except ledger.IdempotencyConflict:
+        # The sale's reference is the order's key: a concurrent twin is committing.
+        return DuplicateOrder(key)
+    except InsufficientBalance:
+        return user_error(ErrorCode.INSUFFICIENT_BALANCE, "The balance cannot pay for this order.")
     return user_error(ErrorCode.OUT_OF_STOCK, "Not enough codes in stock.", "quantity")
+
+
+@dataclass(frozen=True, slots=True)
+class _PaidOrder:
+    """An order paid from the buyer's wallet, quoted and ready to be written."""
+
+    viewer: Principal
+    product_id: int
+    key: str
+    digest: str
+    buyer: dict[str, Any]
+    sale: Quote
+    ref: str
+
+    async def write(self, pool_id: int, conn: Any, code_ids: tuple[int, ...]) -> OrderRecord:
+        """The order, its ledger transaction and its code events, in the caller's
+        transaction (the pool actor's, which marks the codes sold with them)."""
+        settled = await sales.post(conn, self.sale, self.ref)
+        order = await orders.insert(
+            conn,
+            channel_id=self.viewer.channel_id,
+            product_id=self.product_id,
+            idempotency_key=self.key,
+            input_hash=self.digest,
+            quantity=self.sale.quantity,
+            unit_price=settled.unit_price,
+            total=settled.total,
+            payment=PaymentMethod.BALANCE,
+            status=OrderStatus.PAID,
+            pool_id=pool_id,
+            sale_transaction_id=settled.transaction.id,
+            buyer=self.buyer,
+        )
+        sold = list(code_ids)
+        await orders.attach_codes(conn, order.id, sold)
+        for kind in ("SOLD", "DELIVERED"):
+            await orders.record_events(
+                conn, sold, kind, order.id, self.viewer.channel_id, _actor(self.viewer)
+            )
+        return order
+
+
+async def _issue_generated(info: Info, product: ProductRecord, paid: _PaidOrder) -> OrderRecord:
+    """Codes the platform issues itself: created sold, for this order, in its transaction."""
+    services = info.context.services
+    async with services.db.acquire() as conn, conn.transaction():
+        code_ids = await generated.issue(
+            conn,
+            services.keyring,
+            product.id,
+            paid.sale.quantity,
+            validity_days=product.validity_days,
+            max_uses=product.max_uses,
+            with_password=False,
+            actor=_actor(paid.viewer),
+        )
+        pool_id = await generated.generated_pool(conn, product.id)
+        return await paid.write(pool_id, conn, tuple(code_ids))
 
 
 def _actor(viewer: Principal) -> str:
@@ -257,6 +292,9 @@ async def _replay(
 
 
 async def _plaintext(info: Info, order: OrderRecord) -> list[DeliveredCode]:
+    """The order's codes in plaintext; none before it is paid (or after a refund)."""
+    if order.status is not OrderStatus.PAID:
+        return []
     services = info.context.services
     code_ids = await orders.code_ids_of(services.db, order.id)
     plain: list[PlainCode] = await codes.reveal(services.db, services.keyring, code_ids)
@@ -280,6 +318,13 @@ async def reveal_codes(info: Info, input: RevealCodesInput) -> RevealCodesPayloa
                     ErrorCode.FORBIDDEN, "Only the channel that placed an order sees its codes."
                 )
             ]
+        )
+    if found.status is not OrderStatus.PAID:
+        return RevealCodesPayload(
+            order=Order(record=found),
+            user_errors=[
+                user_error(ErrorCode.ORDER_STATE, "Codes are shown once the order is paid.")
+            ],
         )
     code_ids = await orders.code_ids_of(db, found.id)
     await orders.record_events(

@@ -15,6 +15,9 @@ from domain.orders import OrderStatus as DomainOrderStatus
 from domain.orders import PaymentMethod as DomainPaymentMethod
 from persistence.codes import PlainCode
 from persistence.orders import OrderCodeRecord, OrderRecord
+from persistence.payments import PaymentOutcome as DomainPaymentOutcome
+from persistence.payments import PaymentRecord
+from persistence.payments import PaymentSource as DomainPaymentSource
 from schema import ids
 from schema.context import Info
 from schema.errors import UserError
@@ -27,6 +30,13 @@ if TYPE_CHECKING:
 OrderStatus = strawberry.enum(DomainOrderStatus)
 PaymentMethod = strawberry.enum(DomainPaymentMethod)
 DeliveryMethod = strawberry.enum(DomainDeliveryMethod)
+PaymentSource = strawberry.enum(DomainPaymentSource)
+PaymentOutcome = strawberry.enum(
+    DomainPaymentOutcome,
+    description="FULFILLED: it paid for the order's codes. CREDITED: the order could not "
+    "take it (no stock after expiry, cancelled, paid already), so it went to the "
+    "channel's balance.",
+)
 
 
 @strawberry.enum
@@ -128,6 +138,33 @@ class Order:
     def paid_at(self) -> datetime | None:
         return self.record.paid_at
 
+    @strawberry.field(
+        description="EXTERNAL payment: the reference to pay under (the gateway's callback "
+        "names it)."
+    )
+    def payment_reference(self) -> str | None:
+        return self.record.payment_reference
+
+    @strawberry.field(
+        description="EXTERNAL payment: when the reservation lapses if the order is unpaid."
+    )
+    def expires_at(self) -> datetime | None:
+        return self.record.expires_at
+
+    @strawberry.field(
+        description="Why the order is in its status: expiry, a cancel or refund reason, or "
+        "a payment credited to the balance."
+    )
+    def status_reason(self) -> str | None:
+        return self.record.status_reason
+
+    @strawberry.field(description="Payments received for the order.")
+    async def payments(self, info: Info) -> list[Payment]:
+        from persistence import payments
+
+        rows = await payments.of_order(info.context.services.db, self.record.id)
+        return [Payment(record=r) for r in rows]
+
     @strawberry.field(description="The order's codes, masked; `revealCodes` shows them.")
     async def codes(self, info: Info) -> list[OrderCode]:
         from resolvers.orders import resolve_codes
@@ -153,6 +190,35 @@ class Order:
         from resolvers.channels import resolve_channel_of
 
         return await resolve_channel_of(info, self.record.channel_id)
+
+
+@strawberry.type(description="A payment received for an order.")
+class Payment:
+    record: strawberry.Private[PaymentRecord]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return ids.encode("Payment", self.record.id)
+
+    @strawberry.field(description="The gateway's transaction id (`manual:` for confirmations).")
+    def transaction_id(self) -> str:
+        return self.record.transaction_id
+
+    @strawberry.field
+    def amount(self) -> Decimal:
+        return self.record.amount
+
+    @strawberry.field
+    def source(self) -> PaymentSource:  # type: ignore[valid-type]
+        return self.record.source
+
+    @strawberry.field
+    def outcome(self) -> PaymentOutcome:  # type: ignore[valid-type]
+        return self.record.outcome
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.record.created_at
 
 
 @strawberry.input
@@ -206,6 +272,49 @@ class RevealCodesPayload:
 
 
 @strawberry.input
+class ConfirmPaymentInput:
+    order_id: strawberry.ID
+    reference: str = strawberry.field(
+        description="The payment's own reference (a bank transfer's, say): confirming it "
+        "again changes nothing."
+    )
+
+
+@strawberry.type
+class ConfirmPaymentPayload:
+    order: Order | None = None
+    payment: Payment | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class CancelOrderInput:
+    order_id: strawberry.ID
+    reason: str | None = None
+
+
+@strawberry.type
+class CancelOrderPayload:
+    order: Order | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class RefundOrderInput:
+    order_id: strawberry.ID
+    code_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="All of the order's codes, or omitted: refunds are whole."
+    )
+    reason: str | None = None
+
+
+@strawberry.type
+class RefundOrderPayload:
+    order: Order | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
 class OrderFilter:
     status: OrderStatus | None = None  # type: ignore[valid-type]
     product_id: strawberry.ID | None = None
@@ -234,7 +343,10 @@ class OrdersQuery:
 
 @strawberry.type
 class OrdersMutation:
-    @strawberry.mutation(description="Buy codes: paid from the wallet, delivered in the payload.")
+    @strawberry.mutation(
+        description="Buy codes: paid from the wallet and delivered in the payload, or held "
+        "for an EXTERNAL payment."
+    )
     async def place_order(self, info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
         from resolvers.orders import place_order
 
@@ -245,6 +357,31 @@ class OrdersMutation:
         from resolvers.orders import reveal_codes
 
         return await reveal_codes(info, input)
+
+    @strawberry.mutation(
+        description="Platform owners and finance: confirm an external payment by hand, "
+        "with the same effect as the gateway's callback."
+    )
+    async def confirm_payment(
+        self, info: Info, input: ConfirmPaymentInput
+    ) -> ConfirmPaymentPayload:
+        from resolvers.payments import confirm_payment
+
+        return await confirm_payment(info, input)
+
+    @strawberry.mutation(description="Cancel an order awaiting payment; its codes go back.")
+    async def cancel_order(self, info: Info, input: CancelOrderInput) -> CancelOrderPayload:
+        from resolvers.order_changes import cancel_order
+
+        return await cancel_order(info, input)
+
+    @strawberry.mutation(
+        description="Refund a paid order: its codes are voided and the sale is reversed."
+    )
+    async def refund_order(self, info: Info, input: RefundOrderInput) -> RefundOrderPayload:
+        from resolvers.order_changes import refund_order
+
+        return await refund_order(info, input)
 
 
 @strawberry.type

@@ -606,6 +606,22 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
         'mutation { revealCodes(input: {orderId: "T3JkZXI6MQ=="}) { codes { code } } }',
         {},
     ),
+    "confirmPayment": (
+        "mutation",
+        """mutation { confirmPayment(input: {orderId: "T3JkZXI6MQ==", reference: "anon"}) {
+             order { id } } }""",
+        {},
+    ),
+    "cancelOrder": (
+        "mutation",
+        'mutation { cancelOrder(input: {orderId: "T3JkZXI6MQ=="}) { order { id } } }',
+        {},
+    ),
+    "refundOrder": (
+        "mutation",
+        'mutation { refundOrder(input: {orderId: "T3JkZXI6MQ=="}) { order { id } } }',
+        {},
+    ),
     # Subscriptions are tested over WebSocket elsewhere; listed so none goes unnoticed.
     "channelCreated": ("subscription", "subscription { channelCreated { id } }", {}),
     "stockChanged": ("subscription", "subscription { stockChanged { productId available } }", {}),

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from domain.codegen import valid
 from tests.conftest import Api, Node
 from tests.e2e.test_catalog import create_product
 from tests.e2e.test_ledger_api import funded
@@ -217,7 +218,6 @@ async def test_codes_are_plain_for_the_buyer_only_and_every_reveal_is_logged(
         ({"quantity": 0}, ("quantity", "INVALID_INPUT")),
         ({"quantity": 101}, ("quantity", "INVALID_INPUT")),
         ({"productId": "UHJvZHVjdDo5OTk="}, ("productId", "PRODUCT_NOT_VISIBLE")),
-        ({"payment": "EXTERNAL"}, ("payment", "INVALID_INPUT")),
         (
             {"delivery": [{"method": "EMAIL", "target": "a@b.cd"}]},
             ("delivery.0.method", "INVALID_INPUT"),
@@ -242,3 +242,36 @@ async def test_bad_orders_are_refused_and_change_nothing(
     assert [(e["field"], e["code"]) for e in errors] == [([error[0]], error[1])]
     assert await db.fetchval("SELECT count(*) FROM orders") == 0
     assert await db.fetchval("SELECT available FROM pools") == 2
+
+
+async def test_generated_products_issue_fresh_valid_codes(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given a GENERATED product valid 30 days, and money
+    product = (
+        await create_product(api, tree["root"].key, fulfilment="GENERATED", validityDays=30)
+    )["id"]
+    await funded(api, tree["root"].key, tree["A"].id, "200.00", "bank-1")
+
+    # When A orders 3, twice
+    first = (await api.data(PLACE, order_input(product, "g1", 3), token=tree["A"].key))[
+        "placeOrder"
+    ]
+    second = (await api.data(PLACE, order_input(product, "g2", 3), token=tree["A"].key))[
+        "placeOrder"
+    ]
+
+    # Then each order holds 3 new codes with a valid check character, none repeated
+    codes = [c["code"] for p in (first, second) for c in p["codes"]]
+    assert first["order"]["status"] == second["order"]["status"] == "PAID"
+    assert len(set(codes)) == 6
+    assert all(valid(c) for c in codes)
+    # And they expire in 30 days, were paid for, and are stored only encrypted
+    days = await db.fetchval(
+        "SELECT min(extract(day from expires_at - now())) FROM codes WHERE status = 'sold'"
+    )
+    assert 29 <= days <= 30
+    assert await wallet(db, tree["A"]) == Decimal("200.00") - 6 * Decimal("25.00")
+    assert await db.fetchval("SELECT sold FROM pools WHERE name = 'generated'") == 6
+    raw = await db.fetch("SELECT code_ciphertext FROM codes")
+    assert not any(c.encode() in r["code_ciphertext"] for c in codes for r in raw)
