@@ -27,6 +27,7 @@ from persistence.import_sources import ListSource
 from persistence.keyring import Keyring
 from persistence.ledger import Conn
 from persistence.types import Db
+from schema import ids
 from settings import Settings
 
 DEMO_PASSWORD = "quanyi-demo"  # noqa: S105 - printed for newcomers on purpose
@@ -225,4 +226,12 @@ async def _seed_commerce(db: Conn, seeded: dict[str, ChannelRecord]) -> list[str
     for channel in (east, shanghai, pudong):
         held = -await ledger.balance(db, settlement.wallet(channel.id))
         lines.append(f"    {channel.name}: {held}")
+    product_id = ids.encode("Product", video)
+    lines += [
+        "  Buy a code with the Pudong Store's key (header Authorization: Bearer <its key>):",
+        '    mutation { placeOrder(input: {idempotencyKey: "first-order", productId: "'
+        + product_id
+        + '", quantity: 1, buyer: {region: "CN-SH"}}) { order { status total } '
+        "codes { code password } userErrors { code message } } }",
+    ]
     return lines
