@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, assert_never
 
@@ -44,6 +44,7 @@ from persistence.code_states import Counts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R", Reserve, Sell)
 
 
 class PoolGone(Exception):
@@ -163,15 +164,9 @@ class PoolActor(pykka.ThreadingActor):
             requests = [r for r in requests if r.ref not in found]
 
         now = datetime.now(UTC)
-        planned: list[tuple[Reserve, list[int], datetime]] = []
-        free = self.counts.available
-        for request in requests:
-            plan = self._plan(request, free)
-            if isinstance(plan, OutOfStock):
-                answers.append((request.reply, plan))
-                continue
-            free -= request.quantity
-            planned.append((request, plan, now + request.ttl))
+        plans, refused = self._plan_all(requests)
+        answers += refused
+        planned = [(request, ids, now + request.ttl) for request, ids in plans]
         if not planned:
             return answers
 
@@ -221,17 +216,25 @@ class PoolActor(pykka.ThreadingActor):
             return OutOfStock(request.quantity, len(ids))
         return ids
 
-    def _sell(self, requests: list[Sell]) -> list[tuple[Reply[Any], Any]]:
-        answers: list[tuple[Reply[Any], Any]] = []
-        planned: list[tuple[Sell, list[int]]] = []
+    def _plan_all(
+        self, requests: Sequence[R]
+    ) -> tuple[list[tuple[R, list[int]]], list[tuple[Reply[Any], OutOfStock]]]:
+        """Codes for each request in turn while stock lasts; the rest are out of stock."""
+        planned: list[tuple[R, list[int]]] = []
+        refused: list[tuple[Reply[Any], OutOfStock]] = []
         free = self.counts.available
         for request in requests:
             plan = self._plan(request, free)
             if isinstance(plan, OutOfStock):
-                answers.append((request.reply, plan))
+                refused.append((request.reply, plan))
                 continue
             free -= request.quantity
             planned.append((request, plan))
+        return planned, refused
+
+    def _sell(self, requests: list[Sell]) -> list[tuple[Reply[Any], Any]]:
+        planned, refused = self._plan_all(requests)
+        answers: list[tuple[Reply[Any], Any]] = list(refused)
         if not planned:
             return answers
         try:
