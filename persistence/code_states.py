@@ -111,21 +111,35 @@ async def sell(
     sale, and its exception takes the place of its result. The codes of the sales that
     stand are then marked sold in one statement, fenced by the pool's epoch.
     """
-    results: list[Any] = []
+    results: list[Any] = [None] * len(sales)
     async with pool.acquire() as conn, conn.transaction():
         if await conn.fetchval(Q["fence"], pool_id, epoch) is None:
             raise Fenced
-        ids: list[int] = []
-        refs: list[str] = []
-        for ref, code_ids, work in sales:
+        # Works that can write many sales at once (``write_batch``) do, per kind of work;
+        # the others run one by one, each in a savepoint of its own.
+        batches: dict[Any, list[int]] = {}
+        for i, (_, code_ids, work) in enumerate(sales):
+            writer = getattr(work, "write_batch", None)
+            if writer is not None:
+                batches.setdefault(writer, []).append(i)
+                continue
             try:
                 async with conn.transaction():
-                    results.append(await work(conn, tuple(code_ids)))
+                    results[i] = await work(conn, tuple(code_ids))
             except Exception as error:
-                results.append(error)
-                continue
-            ids += code_ids
-            refs += [ref] * len(code_ids)
+                results[i] = error
+        for writer, members in batches.items():
+            written = await writer(
+                conn, pool_id, [(sales[i][2], tuple(sales[i][1])) for i in members]
+            )
+            for i, result in zip(members, written, strict=True):
+                results[i] = result
+        ids: list[int] = []
+        refs: list[str] = []
+        for (ref, code_ids, _), result in zip(sales, results, strict=True):
+            if not isinstance(result, BaseException):
+                ids += code_ids
+                refs += [ref] * len(code_ids)
         row = await conn.fetchrow(Q["sell"], pool_id, ids, refs)
         assert row is not None, "the fence holds the pool row"
         if row["moved"] != len(ids):

@@ -6,8 +6,13 @@ codes and the money commit or roll back together.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
+
+import asyncpg
 
 from domain import settlement
 from domain.ledger import TransactionKind
@@ -66,12 +71,10 @@ async def quote(
     UnknownProduct, and domain.pricing.PriceBelowCost when the chain became inverted since
     prices were set.
     """
-    path = await pricing.price_path(db, buyer_path, product_id)
+    path, rule, supplier_id = await _sale_inputs(db, buyer_path, product_id)
     if path is None:
         raise UnknownProduct(product_id)
     chain = resolve(path.cost, path.base_price, path.levels)
-    rule = await split_rules.rule_for_sale(db, product_id, buyer_path)
-    supplier_id = await db.fetchval(Q["product_supplier"], product_id)
     postings = settlement.sale(
         chain,
         quantity,
@@ -80,6 +83,20 @@ async def quote(
         rule.ratio if rule else None,
     )
     return Quote(buyer_id, product_id, quantity, chain, tuple(postings))
+
+
+async def _sale_inputs(db: Db, buyer_path: str, product_id: int) -> tuple[Any, Any, Any]:
+    """The price path, the split rule and the supplier: side by side from a pool, one
+    after another on a connection (which runs one query at a time)."""
+    reads: tuple[Callable[[], Awaitable[Any]], ...] = (
+        lambda: pricing.price_path(db, buyer_path, product_id),
+        lambda: split_rules.rule_for_sale(db, product_id, buyer_path),
+        lambda: db.fetchval(Q["product_supplier"], product_id),
+    )
+    if isinstance(db, asyncpg.Pool):
+        path, rule, supplier = await asyncio.gather(*(read() for read in reads))
+        return path, rule, supplier
+    return (await reads[0](), await reads[1](), await reads[2]())
 
 
 async def post(conn: Conn, sale: Quote, reference: str) -> SaleSettled:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import replace
 from typing import Any
 
 from actors.messages import Sold
@@ -28,8 +28,8 @@ from persistence import codes, commerce, generated, ledger, orders, pools, sales
 from persistence.catalog import ProductRecord
 from persistence.codes import PlainCode
 from persistence.ledger import InsufficientBalance
+from persistence.order_batches import PaidOrder
 from persistence.orders import DuplicateOrder, OrderRecord
-from persistence.sales import Quote
 from resolvers.catalog import find_product
 from schema import ids
 from schema.catalog import Product
@@ -72,22 +72,25 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
     request = _request(input)
     digest = input_hash(request)
 
+    problem = _check_input(viewer, input)
+    # The lookups an order needs do not depend on each other: one round trip, not four.
+    earlier, product, restrictions = await asyncio.gather(
+        orders.by_key(db, viewer.channel_id, key),
+        find_product(info, viewer, input.product_id),
+        commerce.path_restrictions(db, viewer.channel_path),
+    )
     # A retry of an order already placed gets the first answer without touching stock.
-    earlier = await orders.by_key(db, viewer.channel_id, key)
     if earlier is not None:
         return await _replay(info, viewer, earlier, digest)
-
-    problem = _check_input(viewer, input)
     if problem:
         return PlaceOrderPayload(user_errors=[problem])
-    product = await find_product(info, viewer, input.product_id)
     if product is None or not product.on_shelf:
         return _refused(
             ErrorCode.PRODUCT_NOT_VISIBLE, "This product is not for sale to you.", "productId"
         )
     buyer = input.buyer
     refusal = check_sale(
-        await commerce.path_restrictions(db, viewer.channel_path),
+        restrictions,
         buyer.region if buyer else None,
         buyer.customer_group if buyer else None,
     )
@@ -194,14 +197,24 @@ async def _sell_from_pools(
             "Your price is below your parent's now; ask your parent to correct it.",
             "productId",
         )
-    paid = _PaidOrder(viewer, product.id, key, digest, request["buyer"] or {}, sale, ref)
+    paid = PaidOrder(
+        0,
+        viewer.channel_id,
+        product.id,
+        key,
+        digest,
+        request["buyer"] or {},
+        sale,
+        ref,
+        _actor(viewer),
+    )
     try:
         if product.fulfilment is Fulfilment.GENERATED:
             return await _issue_generated(info, product, paid)
-        for pool in [p for p in await pools.by_product(services.db, product.id) if p.available]:
-            outcome = await services.pools.sell(
-                pool.id, ref, quantity, partial(paid.write, pool.id)
-            )
+        stocked = [p for p in await pools.by_product(services.db, product.id) if p.available]
+        for pool in stocked:
+            work = replace(paid, pool_id=pool.id)
+            outcome = await services.pools.sell(pool.id, ref, quantity, work)
             if isinstance(outcome, Sold):
                 order: OrderRecord = outcome.result
                 return order
@@ -215,47 +228,7 @@ async def _sell_from_pools(
     return user_error(ErrorCode.OUT_OF_STOCK, "Not enough codes in stock.", "quantity")
 
 
-@dataclass(frozen=True, slots=True)
-class _PaidOrder:
-    """An order paid from the buyer's wallet, quoted and ready to be written."""
-
-    viewer: Principal
-    product_id: int
-    key: str
-    digest: str
-    buyer: dict[str, Any]
-    sale: Quote
-    ref: str
-
-    async def write(self, pool_id: int, conn: Any, code_ids: tuple[int, ...]) -> OrderRecord:
-        """The order, its ledger transaction and its code events, in the caller's
-        transaction (the pool actor's, which marks the codes sold with them)."""
-        settled = await sales.post(conn, self.sale, self.ref)
-        order = await orders.insert(
-            conn,
-            channel_id=self.viewer.channel_id,
-            product_id=self.product_id,
-            idempotency_key=self.key,
-            input_hash=self.digest,
-            quantity=self.sale.quantity,
-            unit_price=settled.unit_price,
-            total=settled.total,
-            payment=PaymentMethod.BALANCE,
-            status=OrderStatus.PAID,
-            pool_id=pool_id,
-            sale_transaction_id=settled.transaction.id,
-            buyer=self.buyer,
-        )
-        sold = list(code_ids)
-        await orders.attach_codes(conn, order.id, sold)
-        for kind in ("SOLD", "DELIVERED"):
-            await orders.record_events(
-                conn, sold, kind, order.id, self.viewer.channel_id, _actor(self.viewer)
-            )
-        return order
-
-
-async def _issue_generated(info: Info, product: ProductRecord, paid: _PaidOrder) -> OrderRecord:
+async def _issue_generated(info: Info, product: ProductRecord, paid: PaidOrder) -> OrderRecord:
     """Codes the platform issues itself: created sold, for this order, in its transaction."""
     services = info.context.services
     async with services.db.acquire() as conn, conn.transaction():
@@ -267,10 +240,10 @@ async def _issue_generated(info: Info, product: ProductRecord, paid: _PaidOrder)
             validity_days=product.validity_days,
             max_uses=product.max_uses,
             with_password=False,
-            actor=_actor(paid.viewer),
+            actor=paid.actor,
         )
         pool_id = await generated.generated_pool(conn, product.id)
-        return await paid.write(pool_id, conn, tuple(code_ids))
+        return await replace(paid, pool_id=pool_id)(conn, tuple(code_ids))
 
 
 def _actor(viewer: Principal) -> str:
