@@ -29,6 +29,7 @@ class EventHub:
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-hub")
@@ -42,6 +43,19 @@ class EventHub:
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
         await self._redis.publish(PREFIX + topic, json.dumps(payload))
+
+    def publish_soon(self, topic: str, payload: dict[str, Any]) -> None:
+        """Publish without making the caller wait: for news that follows a committed change
+        (a lost message costs a live view an update, never data)."""
+        task = asyncio.create_task(self._publish_logged(topic, payload))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _publish_logged(self, topic: str, payload: dict[str, Any]) -> None:
+        try:
+            await self.publish(topic, payload)
+        except Exception as error:
+            log.warning("event on %s not published: %r", topic, error)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, topic: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:

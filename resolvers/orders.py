@@ -30,6 +30,7 @@ from persistence.codes import PlainCode
 from persistence.ledger import InsufficientBalance
 from persistence.order_batches import PaidOrder
 from persistence.orders import DuplicateOrder, OrderRecord
+from persistence.pools import PoolRecord
 from resolvers.catalog import find_product
 from schema import ids
 from schema.catalog import Product
@@ -74,10 +75,11 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
 
     problem = _check_input(viewer, input)
     # The lookups an order needs do not depend on each other: one round trip, not four.
-    earlier, product, restrictions = await asyncio.gather(
+    earlier, product, restrictions, product_pools = await asyncio.gather(
         orders.by_key(db, viewer.channel_id, key),
         find_product(info, viewer, input.product_id),
         commerce.path_restrictions(db, viewer.channel_path),
+        _pools_of(db, input.product_id),
     )
     # A retry of an order already placed gets the first answer without touching stock.
     if earlier is not None:
@@ -123,7 +125,7 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
         )
     else:
         outcome = await _sell_from_pools(
-            info, viewer, product, input.quantity, key, digest, request
+            info, viewer, product, product_pools, input.quantity, key, digest, request
         )
     if isinstance(outcome, UserError | DuplicateOrder):
         # A concurrent twin with the same key may have taken the stock or the key: then
@@ -133,7 +135,7 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
             return await _replay(info, viewer, earlier, digest)
         assert isinstance(outcome, UserError), "a duplicate is committed before it is told"
         return PlaceOrderPayload(user_errors=[outcome])
-    await services.events.publish(
+    services.events.publish_soon(
         TOPIC_ORDER_UPDATED, {"id": outcome.id, "path": viewer.channel_path}
     )
     return PlaceOrderPayload(order=Order(record=outcome), codes=await _plaintext(info, outcome))
@@ -170,10 +172,17 @@ def _check_input(viewer: Principal, input: PlaceOrderInput) -> UserError | None:
     return None
 
 
+async def _pools_of(db: Any, product_id: str) -> list[PoolRecord]:
+    """The pools of the product an input names (the caller checks it may see it)."""
+    key = ids.decode("Product", product_id)
+    return await pools.by_product(db, key) if key is not None else []
+
+
 async def _sell_from_pools(
     info: Info,
     viewer: Principal,
     product: ProductRecord,
+    product_pools: list[PoolRecord],
     quantity: int,
     key: str,
     digest: str,
@@ -211,7 +220,7 @@ async def _sell_from_pools(
     try:
         if product.fulfilment is Fulfilment.GENERATED:
             return await _issue_generated(info, product, paid)
-        stocked = [p for p in await pools.by_product(services.db, product.id) if p.available]
+        stocked = [p for p in product_pools if p.available]
         for pool in stocked:
             work = replace(paid, pool_id=pool.id)
             outcome = await services.pools.sell(pool.id, ref, quantity, work)
@@ -269,8 +278,7 @@ async def _plaintext(info: Info, order: OrderRecord) -> list[DeliveredCode]:
     if order.status is not OrderStatus.PAID:
         return []
     services = info.context.services
-    code_ids = await orders.code_ids_of(services.db, order.id)
-    plain: list[PlainCode] = await codes.reveal(services.db, services.keyring, code_ids)
+    plain: list[PlainCode] = await codes.reveal_order(services.db, services.keyring, order.id)
     return [DeliveredCode(plain=p) for p in plain]
 
 

@@ -45,3 +45,9 @@ LIMIT $4;
 SELECT id, fingerprint, code_ciphertext, password_ciphertext, key_id, expires_at
 FROM codes
 WHERE id = ANY($1::bigint[]);
+
+-- name: order_secrets
+SELECT c.id, c.fingerprint, c.code_ciphertext, c.password_ciphertext, c.key_id, c.expires_at
+FROM order_codes oc JOIN codes c ON c.id = oc.code_id
+WHERE oc.order_id = $1
+ORDER BY c.id;
