@@ -226,11 +226,24 @@ class PoolActor(pykka.ThreadingActor):
         for request in requests:
             plan = self._plan(request, free)
             if isinstance(plan, OutOfStock):
+                if not refused:
+                    self._check_still_owner()
                 refused.append((request.reply, plan))
                 continue
             free -= request.quantity
             planned.append((request, plan))
         return planned, refused
+
+    def _check_still_owner(self) -> None:
+        """Before saying "out of stock", make sure the stock we know is the pool's.
+
+        Writes are fenced and fail once another actor (in another process) has claimed
+        the pool, but refusing writes nothing: without this check a replaced actor would
+        keep refusing stock that its successor has. Raising ends this actor; its batch is
+        retried by a new one, which claims the pool and sees the real stock.
+        """
+        if self._db(code_states.epoch(self.db, self.pool_id)) != self.epoch:
+            raise code_states.Fenced
 
     def _sell(self, requests: list[Sell]) -> list[tuple[Reply[Any], Any]]:
         planned, refused = self._plan_all(requests)

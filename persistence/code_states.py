@@ -147,6 +147,11 @@ async def sell(
     return Counts.from_row(row), results
 
 
+async def epoch(db: Db, pool_id: int) -> int | None:
+    value: int | None = await db.fetchval(Q["epoch"], pool_id)
+    return value
+
+
 async def counts(db: Db, pool_id: int) -> Counts | None:
     row = await db.fetchrow(Q["counts"], pool_id)
     return Counts.from_row(row) if row else None

@@ -151,3 +151,6 @@ SET available = available - (SELECT count(*) FROM moved),
     sold = sold + (SELECT count(*) FROM moved)
 WHERE id = $1
 RETURNING (SELECT count(*) FROM moved) AS moved, available, reserved, sold, frozen, voided;
+
+-- name: epoch
+SELECT epoch FROM pools WHERE id = $1;

@@ -60,3 +60,44 @@ async def test_many_pools_never_hold_a_thread_each(
         await events.stop()
         await redis.aclose()
         await db_pool.close()
+
+
+async def test_a_replaced_actor_does_not_refuse_stock_its_successor_has(
+    settings: Settings, db: asyncpg.Connection[Any]
+) -> None:
+    # Given two processes' registries on one database, and a pool that A sold out
+    assert settings.database_url
+    assert settings.redis_url
+    pool_id = await make_pool(db, 5)
+    registries = []
+    for _ in range(2):
+        db_pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+        redis = Redis.from_url(settings.redis_url)
+        events = EventHub(redis)
+        await events.start()
+        registry = PoolRegistry(db_pool, events, settings)
+        await registry.start()
+        registries.append((registry, events, redis, db_pool))
+    a, b = registries[0][0], registries[1][0]
+    try:
+        assert isinstance(await a.reserve(pool_id, "all", 5), Reserved)
+        # When new codes arrive and B's actor claims the pool and sees them
+        await db.execute(
+            """INSERT INTO codes (pool_id, fingerprint, code_ciphertext, key_id, last4)
+               SELECT $1, int8send(900000000 + g), '\\x00', 1, 'new'
+               FROM generate_series(1, 3) AS g""",
+            pool_id,
+        )
+        await db.execute("UPDATE pools SET available = available + 3 WHERE id = $1", pool_id)
+        await b.stock_added(pool_id)
+
+        # Then A, whose actor still believes the pool empty, sells them instead of refusing
+        again = await a.reserve(pool_id, "more", 2)
+        assert isinstance(again, Reserved), again
+        assert (await a.snapshot(pool_id)).available == 1
+    finally:
+        for registry, events, redis, db_pool in registries:
+            await registry.stop()
+            await events.stop()
+            await redis.aclose()
+            await db_pool.close()
