@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     reservation_sweep_seconds: float = Field(default=1.0, gt=0)
     order_payment_ttl_seconds: float = Field(default=900, gt=0)
     pool_window_size: int = Field(default=1024, ge=1)
+    pool_db_connections: int = Field(default=4, ge=1)
     pool_max_actors: int = Field(default=256, ge=1)
     pool_idle_seconds: float = Field(default=60, gt=0)
     stock_publish_interval: float = Field(default=0.1, ge=0)

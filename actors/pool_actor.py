@@ -56,6 +56,7 @@ class PoolActor(pykka.ThreadingActor):
         self,
         pool_id: int,
         db: asyncpg.Pool[Any],
+        db_loop: asyncio.AbstractEventLoop,
         loop: asyncio.AbstractEventLoop,
         window_size: int,
         on_change: Callable[[int, int], None],
@@ -63,7 +64,9 @@ class PoolActor(pykka.ThreadingActor):
     ) -> None:
         super().__init__()
         self.pool_id = pool_id
+        # ``db`` lives on ``db_loop``; replies and notices go to the callers' ``loop``.
         self.db = db
+        self.db_loop = db_loop
         self.loop = loop
         self.window_size = window_size
         self.on_change = on_change
@@ -364,4 +367,4 @@ class PoolActor(pykka.ThreadingActor):
         self._refill()
 
     def _db(self, coro: Coroutine[Any, Any, T]) -> T:
-        return run_on_loop(self.loop, coro)
+        return run_on_loop(self.db_loop, coro)

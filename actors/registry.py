@@ -22,6 +22,7 @@ import asyncpg
 import pykka
 
 from actors.bridge import Reply
+from actors.database_loop import DatabaseLoop
 from actors.messages import (
     Batch,
     Changed,
@@ -139,9 +140,12 @@ class PoolRegistry:
         self._tasks: list[asyncio.Task[None]] = []
         self._stock_due: dict[int, asyncio.TimerHandle] = {}
         self._stock_sent: dict[int, float] = {}
+        assert settings.database_url, "the actors open their own connections"
+        self._database = DatabaseLoop(settings.database_url, settings.pool_db_connections)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        await self._database.start()
         self._tasks = [
             asyncio.create_task(self._sweep_forever(), name="reservation-sweeper"),
             asyncio.create_task(self._passivate_forever(), name="pool-passivator"),
@@ -157,9 +161,10 @@ class PoolRegistry:
             handle.cancel()
         actors = [a for c in self._clients.values() if (a := c.stop_actor())]
         self._clients.clear()
-        # Stopping waits for each actor's current batch, whose database calls need this
-        # loop: wait in a thread, not here.
+        # Stopping waits for each actor's current batch, whose answers need this loop:
+        # wait in a thread, not here.
         await asyncio.to_thread(_stop_all, actors)
+        await self._database.stop()
 
     # The Python API -----------------------------------------------------------------
 
@@ -233,7 +238,8 @@ class PoolRegistry:
         self._evict_beyond_limit()
         return PoolActor.start(
             pool_id,
-            self.db,
+            self._database.db,
+            self._database.loop,
             self._loop,
             self.settings.pool_window_size,
             self._changed_from_thread,
