@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 
-from graphql import GraphQLError, OperationDefinitionNode
+from graphql import GraphQLError, OperationDefinitionNode, StringValueNode, ValidationRule
 from starlette.websockets import WebSocket
 from strawberry.extensions import (
     AddValidationRules,
@@ -21,6 +21,7 @@ from strawberry.extensions import (
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
+from schema.errors import bad_request
 from settings import Settings
 
 
@@ -44,6 +45,39 @@ class SubscriptionsOverWebSocket(SchemaExtension):
             request, WebSocket
         ):
             raise InvalidOperationTypeError(OperationType.SUBSCRIPTION)
+        yield
+
+
+class _NoNulInLiterals(ValidationRule):
+    def enter_string_value(self, node: StringValueNode, *_: object) -> None:
+        if "\x00" in node.value:
+            self.report_error(GraphQLError(NUL_MESSAGE, node))
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+NUL_MESSAGE = "Text must not contain NUL characters (\\u0000)."
+
+
+class NoNulCharacters(SchemaExtension):
+    """PostgreSQL cannot store the NUL character in text: refuse it up front, in the
+    document's literals (a validation rule, cached with the document) and in variables."""
+
+    def on_operation(self) -> Iterator[None]:
+        if _has_nul(self.execution_context.variables):
+            raise bad_request(NUL_MESSAGE)
+        self.execution_context.validation_rules = (
+            *self.execution_context.validation_rules,
+            _NoNulInLiterals,
+        )
         yield
 
 
@@ -120,6 +154,7 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         partial(ParserCache, maxsize=1024),
         SubscriptionsOverWebSocket,
         WebSocketReauthentication,
+        NoNulCharacters,
         _fixed_rules(QueryDepthLimiter(max_depth=settings.max_query_depth)),
         _fixed_rules(MaxAliasesLimiter(max_alias_count=settings.max_aliases)),
         partial(ValidationCache, maxsize=1024),

@@ -146,3 +146,19 @@ async def test_values_sent_in_bad_requests_are_not_logged(
     # Then neither value reaches the log
     assert "MyLoginPassw0rd!" not in caplog.text
     assert "PLAINTEXT-CODE-SECRET-8888" not in caplog.text
+
+
+async def test_nul_characters_are_refused_not_stored(api: Api, tree: dict[str, Node]) -> None:
+    # PostgreSQL cannot store NUL in text; such input must be a clear error, not a 500
+    in_variable = await api.raw(
+        "query($s: String) { products(filter: {search: $s}) { edges { cursor } } }",
+        {"s": "a\x00b"},
+        token=tree["A"].key,
+    )
+    in_literal = await api.raw(
+        '{ products(filter: {search: "a\\u0000b"}) { edges { cursor } } }', token=tree["A"].key
+    )
+    for answer in (in_variable, in_literal):
+        assert [e["message"] for e in answer["errors"]] == [
+            "Text must not contain NUL characters (\\u0000)."
+        ]
