@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,13 +26,10 @@ from domain.credentials import format_api_key, new_api_key_secret
 from persistence import api_keys, channels
 from persistence.embedded import EmbeddedPostgres
 from tests.integration.test_process_lifecycle import (
-    QUANYI,
-    START_TIMEOUT,
     Running,
-    _env,
-    _free_port,
     _postmaster_pid,
     data_dir,
+    serving,
 )
 
 __all__ = ["data_dir"]  # the fixture, imported for this module's tests
@@ -65,43 +60,6 @@ mutation($input: PlaceOrderInput!) {
   }
 }
 """
-
-
-@contextlib.contextmanager
-def _serve(data_dir: Path, logs: Path) -> Iterator[Running]:
-    """`quanyi serve` on ``data_dir``, ready. Unlike ``serving`` it leaves the embedded
-    servers alone on exit: after a SIGKILL they must live on for the restart to adopt
-    (the ``data_dir`` fixture reaps whatever is left at the end)."""
-    port = _free_port()
-    logs.mkdir(parents=True, exist_ok=True)
-    stdout, stderr = logs / f"serve-{port}.out", logs / f"serve-{port}.err"
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [QUANYI, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-            env=_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-        )
-    running = Running(proc, f"http://127.0.0.1:{port}", stdout, stderr)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert proc.poll() is None, f"serve exited {proc.returncode}:\n{running.output()}"
-            assert time.monotonic() < deadline, f"not ready in time:\n{running.output()}"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(running.url + "/readyz", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.1)
-        yield running
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
 async def _platform_key(dsn: str) -> str:
@@ -317,7 +275,7 @@ def test_kill_9_mid_load_leaves_nothing_half_done(data_dir: Path, tmp_path: Path
     postgres: EmbeddedPostgres | None = None
     try:
         # Given a running server with a stocked product and a funded agent
-        with _serve(data_dir, tmp_path) as first:
+        with serving(data_dir, tmp_path, reap=False) as first:
             postgres = EmbeddedPostgres(data_dir, owner=False)
             dsn = postgres.start()
             token, product = _seed(first, asyncio.run(_platform_key(dsn)))
@@ -330,7 +288,7 @@ def test_kill_9_mid_load_leaves_nothing_half_done(data_dir: Path, tmp_path: Path
         assert lost, "the kill came after the load ended"
 
         # And the server is started again on the same data directory
-        with _serve(data_dir, tmp_path) as second:
+        with serving(data_dir, tmp_path, reap=False) as second:
             # (it adopted the PostgreSQL that outlived the killed server)
             assert _postmaster_pid(data_dir) == postmaster
             postgres = EmbeddedPostgres(data_dir, owner=False)

@@ -151,8 +151,9 @@ class Running:
 
 
 @contextlib.contextmanager
-def serving(data_dir: Path, logs: Path, *extra: str) -> Iterator[Running]:
-    """`quanyi serve` in ``data_dir``, ready; killed (with its servers) if still running after."""
+def serving(data_dir: Path, logs: Path, *extra: str, reap: bool = True) -> Iterator[Running]:
+    """`quanyi serve` in ``data_dir``, ready; killed (with its servers, unless ``reap`` is
+    false: a test that kills the server itself may want its PostgreSQL adopted) after."""
     port = _free_port()
     logs.mkdir(parents=True, exist_ok=True)
     stdout, stderr = logs / f"serve-{port}.out", logs / f"serve-{port}.err"
@@ -179,7 +180,8 @@ def serving(data_dir: Path, logs: Path, *extra: str) -> Iterator[Running]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-        _reap(data_dir)
+        if reap:
+            _reap(data_dir)
 
 
 def _stop(running: Running, sig: signal.Signals, data_dir: Path) -> None:
