@@ -244,17 +244,17 @@ async def update_product(db: Db, product_id: int, draft: ProductDraft) -> Produc
     In a transaction the violation aborts it: let the exception leave the transaction.
     """
     try:
-        row = await db.fetchrow(Q["update_product"], product_id, *_draft_args(draft))
+        updated = await db.fetchval(Q["update_product"], product_id, *_draft_args(draft))
     except asyncpg.UniqueViolationError as error:
         if error.constraint_name == SUPPLIER_SKU_UNIQUE:
             raise DuplicateSupplierSku from error
         raise
-    return ProductRecord.from_row(row) if row else None
+    return await get_product(db, updated, viewer_path=None) if updated else None
 
 
 async def set_on_shelf(db: Db, product_id: int, on_shelf: bool) -> ProductRecord | None:
-    row = await db.fetchrow(Q["set_on_shelf"], product_id, on_shelf)
-    return ProductRecord.from_row(row) if row else None
+    updated = await db.fetchval(Q["set_on_shelf"], product_id, on_shelf)
+    return await get_product(db, updated, viewer_path=None) if updated else None
 
 
 async def stock(db: Db, product_id: int) -> StockRecord:

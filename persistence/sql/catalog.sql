@@ -20,21 +20,7 @@ ORDER BY id;
 -- $2: the reader's channel path, or null for a reader who sees every product (the
 -- platform). A reader with a path sees the product when it is on shelf and no channel
 -- from the root down to the reader hides it (the path's labels are the channel ids).
-SELECT p.id, p.name, p.category, p.face_value, p.cost_price, p.base_price, p.fulfilment,
-       p.supplier_id, p.supplier_sku, p.validity_days, p.max_uses, p.on_shelf,
-       p.created_at, p.updated_at,
-       s.name AS supplier_name, s.base_url AS supplier_base_url,
-       s.created_at AS supplier_created_at,
-       st.available, st.reserved, st.sold, st.frozen
-FROM products p
-LEFT JOIN suppliers s ON s.id = p.supplier_id
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(available), 0)::bigint AS available,
-           coalesce(sum(reserved), 0)::bigint AS reserved,
-           coalesce(sum(sold), 0)::bigint AS sold,
-           coalesce(sum(frozen), 0)::bigint AS frozen
-    FROM pools WHERE pools.product_id = p.id
-) st
+SELECT p.* FROM product_rows p
 WHERE p.id = $1
   AND ($2::text IS NULL OR (p.on_shelf AND NOT EXISTS (
       SELECT 1 FROM hidden_products h
@@ -44,21 +30,7 @@ WHERE p.id = $1
 -- name: product_page
 -- Keyset page by id. $3: the reader's channel path, or null (as in get_product); $4
 -- category and $5 on_shelf filter when not null.
-SELECT p.id, p.name, p.category, p.face_value, p.cost_price, p.base_price, p.fulfilment,
-       p.supplier_id, p.supplier_sku, p.validity_days, p.max_uses, p.on_shelf,
-       p.created_at, p.updated_at,
-       s.name AS supplier_name, s.base_url AS supplier_base_url,
-       s.created_at AS supplier_created_at,
-       st.available, st.reserved, st.sold, st.frozen
-FROM products p
-LEFT JOIN suppliers s ON s.id = p.supplier_id
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(available), 0)::bigint AS available,
-           coalesce(sum(reserved), 0)::bigint AS reserved,
-           coalesce(sum(sold), 0)::bigint AS sold,
-           coalesce(sum(frozen), 0)::bigint AS frozen
-    FROM pools WHERE pools.product_id = p.id
-) st
+SELECT p.* FROM product_rows p
 WHERE p.id > $1
   AND ($3::text IS NULL OR (p.on_shelf AND NOT EXISTS (
       SELECT 1 FROM hidden_products h
@@ -72,21 +44,7 @@ LIMIT $2;
 -- name: product_search_page
 -- As product_page, with $6 an ILIKE pattern on the name. A block of its own so that the
 -- planner can use the trigram index, which a generic "$6 IS NULL OR ..." plan cannot.
-SELECT p.id, p.name, p.category, p.face_value, p.cost_price, p.base_price, p.fulfilment,
-       p.supplier_id, p.supplier_sku, p.validity_days, p.max_uses, p.on_shelf,
-       p.created_at, p.updated_at,
-       s.name AS supplier_name, s.base_url AS supplier_base_url,
-       s.created_at AS supplier_created_at,
-       st.available, st.reserved, st.sold, st.frozen
-FROM products p
-LEFT JOIN suppliers s ON s.id = p.supplier_id
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(available), 0)::bigint AS available,
-           coalesce(sum(reserved), 0)::bigint AS reserved,
-           coalesce(sum(sold), 0)::bigint AS sold,
-           coalesce(sum(frozen), 0)::bigint AS frozen
-    FROM pools WHERE pools.product_id = p.id
-) st
+SELECT p.* FROM product_rows p
 WHERE p.name ILIKE $6::text
   AND p.id > $1
   AND ($3::text IS NULL OR (p.on_shelf AND NOT EXISTS (
@@ -125,6 +83,8 @@ FOR UPDATE;
 
 -- name: update_product
 -- updated_at moves strictly forward, even when two updates fall in one clock tick.
+-- Returns the id; the caller reads the product back (an UPDATE's own statement would
+-- still see the old row through product_rows).
 WITH p AS (
     UPDATE products
     SET name = $2, category = $3, face_value = $4, cost_price = $5, base_price = $6,
@@ -132,23 +92,9 @@ WITH p AS (
         max_uses = $11, on_shelf = $12,
         updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')
     WHERE id = $1
-    RETURNING *
+    RETURNING id
 )
-SELECT p.id, p.name, p.category, p.face_value, p.cost_price, p.base_price, p.fulfilment,
-       p.supplier_id, p.supplier_sku, p.validity_days, p.max_uses, p.on_shelf,
-       p.created_at, p.updated_at,
-       s.name AS supplier_name, s.base_url AS supplier_base_url,
-       s.created_at AS supplier_created_at,
-       st.available, st.reserved, st.sold, st.frozen
-FROM p
-LEFT JOIN suppliers s ON s.id = p.supplier_id
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(available), 0)::bigint AS available,
-           coalesce(sum(reserved), 0)::bigint AS reserved,
-           coalesce(sum(sold), 0)::bigint AS sold,
-           coalesce(sum(frozen), 0)::bigint AS frozen
-    FROM pools WHERE pools.product_id = p.id
-) st;
+SELECT id FROM p;
 
 -- name: set_on_shelf
 WITH p AS (
@@ -156,41 +102,13 @@ WITH p AS (
     SET on_shelf = $2,
         updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')
     WHERE id = $1
-    RETURNING *
+    RETURNING id
 )
-SELECT p.id, p.name, p.category, p.face_value, p.cost_price, p.base_price, p.fulfilment,
-       p.supplier_id, p.supplier_sku, p.validity_days, p.max_uses, p.on_shelf,
-       p.created_at, p.updated_at,
-       s.name AS supplier_name, s.base_url AS supplier_base_url,
-       s.created_at AS supplier_created_at,
-       st.available, st.reserved, st.sold, st.frozen
-FROM p
-LEFT JOIN suppliers s ON s.id = p.supplier_id
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(available), 0)::bigint AS available,
-           coalesce(sum(reserved), 0)::bigint AS reserved,
-           coalesce(sum(sold), 0)::bigint AS sold,
-           coalesce(sum(frozen), 0)::bigint AS frozen
-    FROM pools WHERE pools.product_id = p.id
-) st;
+SELECT id FROM p;
 
 -- name: products_by_ids
 -- The products of $1 that the reader at $2 sees (as in get_product), in id order.
-SELECT p.id, p.name, p.category, p.face_value, p.cost_price, p.base_price, p.fulfilment,
-       p.supplier_id, p.supplier_sku, p.validity_days, p.max_uses, p.on_shelf,
-       p.created_at, p.updated_at,
-       s.name AS supplier_name, s.base_url AS supplier_base_url,
-       s.created_at AS supplier_created_at,
-       st.available, st.reserved, st.sold, st.frozen
-FROM products p
-LEFT JOIN suppliers s ON s.id = p.supplier_id
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(available), 0)::bigint AS available,
-           coalesce(sum(reserved), 0)::bigint AS reserved,
-           coalesce(sum(sold), 0)::bigint AS sold,
-           coalesce(sum(frozen), 0)::bigint AS frozen
-    FROM pools WHERE pools.product_id = p.id
-) st
+SELECT p.* FROM product_rows p
 WHERE p.id = ANY ($1::bigint[])
   AND ($2::text IS NULL OR (p.on_shelf AND NOT EXISTS (
       SELECT 1 FROM hidden_products h
