@@ -196,9 +196,7 @@ def _account(row: asyncpg.Record) -> Account:
     return Account(AccountKind(row["kind"]), row["channel_id"], row["supplier_id"])
 
 
-async def _account_ids(
-    conn: Conn, accounts: Sequence[Account], *, lock: bool
-) -> dict[Account, int]:
+async def account_ids(conn: Conn, accounts: Sequence[Account], *, lock: bool) -> dict[Account, int]:
     """The ids of ``accounts``, opening those that do not exist; with ``lock`` the wallets
     among them are locked in id order."""
     wanted = sorted(set(accounts), key=lambda a: (a.kind, a.channel_id or 0, a.supplier_id or 0))
@@ -216,7 +214,7 @@ async def _account_ids(
 async def account_id(conn: Conn, account: Account) -> int:
     """The id of ``account``, opening it when it does not exist (safe against concurrent
     openers: the unique index decides and the loser reads the winner's row)."""
-    ids = await _account_ids(conn, [account], lock=False)
+    ids = await account_ids(conn, [account], lock=False)
     return ids[account]
 
 
@@ -337,7 +335,7 @@ async def post(
         )
         if row is None:
             return await _earlier(conn, kind, reference, reverses_id, digest)
-        ids = await _account_ids(conn, [p.account for p in postings], lock=True)
+        ids = await account_ids(conn, [p.account for p in postings], lock=True)
         try:
             entries = await conn.fetch(
                 Q["insert_entries"],

@@ -18,7 +18,7 @@ from typing import Any
 from domain import ledger as rules
 from domain.ledger import TransactionKind
 from domain.settlement import AccountKind
-from persistence.ledger import InsufficientBalance, _account_ids
+from persistence.ledger import InsufficientBalance, account_ids
 from persistence.orders import DuplicateOrder, OrderRecord
 from persistence.queries import queries
 from persistence.sales import Quote
@@ -62,7 +62,7 @@ async def write_batch(
     (InsufficientBalance, DuplicateOrder), in which case nothing of it is written."""
     results: list[OrderRecord | Exception | None] = [None] * len(sales)
     accounts = {p.account for order, _ in sales for p in order.sale.postings}
-    ids = await _account_ids(conn, list(accounts), lock=False)
+    ids = await account_ids(conn, list(accounts), lock=False)
     wallets = sorted(ids[a] for a in accounts if a.kind is AccountKind.CHANNEL_WALLET)
     balance = {r["id"]: r["balance"] for r in await conn.fetch(Q["lock_wallets"], wallets)}
 

@@ -79,43 +79,6 @@ class DuplicateOrder(Exception):
     """The channel placed an order with this idempotency key already."""
 
 
-async def insert(
-    db: Db,
-    *,
-    channel_id: int,
-    product_id: int,
-    idempotency_key: str,
-    input_hash: str,
-    quantity: int,
-    unit_price: Decimal,
-    total: Decimal,
-    payment: PaymentMethod,
-    status: OrderStatus,
-    pool_id: int | None,
-    sale_transaction_id: int | None,
-    buyer: dict[str, Any],
-) -> OrderRecord:
-    """Raises DuplicateOrder when the key is taken (also by a concurrent, committed order)."""
-    row = await db.fetchrow(
-        Q["insert"],
-        channel_id,
-        product_id,
-        idempotency_key,
-        input_hash,
-        quantity,
-        unit_price,
-        total,
-        payment.value,
-        status.value,
-        pool_id,
-        sale_transaction_id,
-        json.dumps(buyer),
-    )
-    if row is None:
-        raise DuplicateOrder(idempotency_key)
-    return OrderRecord.from_row(row)
-
-
 async def by_key(db: Db, channel_id: int, idempotency_key: str) -> OrderRecord | None:
     row = await db.fetchrow(Q["by_key"], channel_id, idempotency_key)
     return OrderRecord.from_row(row) if row else None

@@ -1,13 +1,3 @@
--- name: insert
--- Nothing when the channel used the idempotency key already (the caller reads that order).
-INSERT INTO orders (channel_id, product_id, idempotency_key, input_hash, quantity,
-                    unit_price, total, payment, status, pool_id, sale_transaction_id, buyer,
-                    paid_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-        CASE WHEN $9 = 'PAID' THEN now() END)
-ON CONFLICT (channel_id, idempotency_key) DO NOTHING
-RETURNING *;
-
 -- name: by_key
 SELECT * FROM orders WHERE channel_id = $1 AND idempotency_key = $2;
 
