@@ -20,7 +20,10 @@ WITH fence AS (
     UPDATE codes c
     SET status = 'reserved', reservation_ref = u.ref, reserved_until = u.until
     FROM unnest($3::bigint[], $4::text[], $5::timestamptz[]) AS u (id, ref, until), fence
-    WHERE c.id = u.id AND c.pool_id = fence.id AND c.status = 'available'
+    -- The ANY keeps the scan of codes to these ids whatever the planner thinks of the
+    -- pool's size (fresh imports have no statistics yet): no walk of the whole pool.
+    WHERE c.id = u.id AND c.id = ANY($3::bigint[])
+      AND c.pool_id = fence.id AND c.status = 'available'
     RETURNING c.id
 ), counted AS (
     UPDATE pools
@@ -143,7 +146,7 @@ WITH moved AS (
     UPDATE codes c
     SET status = 'sold', reservation_ref = u.ref, sold_at = now()
     FROM unnest($2::bigint[], $3::text[]) AS u (id, ref)
-    WHERE c.id = u.id AND c.pool_id = $1 AND c.status = 'available'
+    WHERE c.id = u.id AND c.id = ANY($2::bigint[]) AND c.pool_id = $1 AND c.status = 'available'
     RETURNING c.id
 )
 UPDATE pools
