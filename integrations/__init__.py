@@ -1,0 +1,1 @@
+"""Outbound I/O to suppliers, webhooks, e-mail and SMS."""
