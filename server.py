@@ -39,6 +39,7 @@ from persistence.database import create_pool
 from persistence.embedded import EmbeddedPostgres, EmbeddedValkey
 from persistence.events import EventHub
 from persistence.keyring import Keyring
+from persistence.read_cache import ReadCache, SharedInvalidation
 from resolvers import exports, payments
 from resolvers.authentication import authenticate
 from resolvers.order_expiry import OrderExpiry
@@ -61,6 +62,8 @@ class Services:
     metrics: Metrics
     keyring: Keyring
     pools: PoolRegistry
+    reads: ReadCache
+    invalidation: SharedInvalidation
     risk: RiskCheck = field(default_factory=AllowAll)
 
 
@@ -101,7 +104,9 @@ class GraphQLApp(GraphQL[Context, None]):
 async def _authenticate(context: Context, authorization: str | None) -> None:
     services = context.services
     try:
-        context.viewer = await authenticate(services.db, services.session_key, authorization)
+        context.viewer = await authenticate(
+            services.db, services.reads, services.session_key, authorization
+        )
     except CredentialError as error:
         context.viewer = None
         context.auth_error = str(error)
@@ -158,6 +163,9 @@ def create_app(settings: Settings) -> Starlette:
         await pools.start()
         expiry = OrderExpiry(db, pools, events, settings.reservation_sweep_seconds)
         await expiry.start()
+        reads = ReadCache(ttl=settings.read_cache_seconds)
+        invalidation = SharedInvalidation(reads, events)
+        await invalidation.start()
         app.state.services = Services(
             settings=settings,
             db=db,
@@ -167,10 +175,13 @@ def create_app(settings: Settings) -> Starlette:
             metrics=app_metrics,
             keyring=await Keyring.load(db, settings.resolved_master_key()),
             pools=pools,
+            reads=reads,
+            invalidation=invalidation,
         )
         try:
             yield
         finally:
+            await invalidation.stop()
             await expiry.stop()
             await pools.stop()
             await events.stop()

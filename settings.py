@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     pool_max_actors: int = Field(default=256, ge=1)
     pool_idle_seconds: float = Field(default=60, gt=0)
     stock_publish_interval: float = Field(default=0.1, ge=0)
+    # Bounds how stale a cached read can be when an invalidation message is lost.
+    read_cache_seconds: float = Field(default=10, gt=0)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
 

@@ -14,6 +14,7 @@ from domain.credentials import (
     verify_session,
 )
 from persistence import api_keys, users
+from persistence.read_cache import ReadCache
 from persistence.types import Db
 
 
@@ -31,20 +32,24 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-async def authenticate(db: Db, session_key: bytes, authorization: str | None) -> Principal | None:
+async def authenticate(
+    db: Db, reads: ReadCache, session_key: bytes, authorization: str | None
+) -> Principal | None:
     """The caller behind a credential: None when none was given.
 
     Raises CredentialError with a message fit for the caller when one was given but
-    cannot be accepted; revocation and disabled users take effect on the next request.
+    cannot be accepted; revocation and disabled users take effect on the next request
+    (they are mutations, which invalidate ``reads``). The secret is checked every time;
+    only the stored rows are cached.
     """
     token = bearer_token(authorization)
     if token is None:
         return None
     if token.startswith(API_KEY_PREFIX):
-        return await _api_key_principal(db, token)
+        return await _api_key_principal(db, reads, token)
     if token.startswith(SESSION_PREFIX):
         user_id = verify_session(token, session_key, datetime.now(UTC))
-        principal = await principal_for_user(db, user_id)
+        principal = await reads.load(("user", user_id), lambda: principal_for_user(db, user_id))
         if principal is None:
             raise CredentialError("This session's user no longer exists or is disabled.")
         return principal
@@ -63,9 +68,9 @@ async def principal_for_user(db: Db, user_id: int) -> Principal | None:
     )
 
 
-async def _api_key_principal(db: Db, token: str) -> Principal:
+async def _api_key_principal(db: Db, reads: ReadCache, token: str) -> Principal:
     key_id, secret = parse_api_key(token)
-    row = await api_keys.for_authentication(db, key_id)
+    row = await reads.load(("api-key", key_id), lambda: api_keys.for_authentication(db, key_id))
     if row is None or not api_key_matches(secret, row["secret_hash"]):
         raise CredentialError("Unknown API key.")
     if row["revoked_at"] is not None:

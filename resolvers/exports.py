@@ -57,7 +57,7 @@ async def statement_csv(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
         viewer = await authenticate(
-            services.db, services.session_key, request.headers.get("authorization")
+            services.db, services.reads, services.session_key, request.headers.get("authorization")
         )
     except CredentialError as error:
         return _text(401, str(error), **{"WWW-Authenticate": "Bearer"})

@@ -6,7 +6,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 
-from graphql import GraphQLError, OperationDefinitionNode, StringValueNode, ValidationRule
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    StringValueNode,
+    ValidationRule,
+)
 from starlette.websockets import WebSocket
 from strawberry.extensions import (
     AddValidationRules,
@@ -19,6 +25,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from schema.errors import bad_request
@@ -102,7 +109,7 @@ class OperationMetrics(SchemaExtension):
         if metrics is None:
             return
         kind, field = "unknown", "unknown"
-        operation = self._operation()
+        operation = _operation(self.execution_context)
         if operation is not None:
             kind = operation.operation.value
             selection = operation.selection_set.selections[0]
@@ -124,17 +131,41 @@ class OperationMetrics(SchemaExtension):
         }.get(kind)
         return dict(root.fields) if root is not None else {}
 
-    def _operation(self) -> OperationDefinitionNode | None:
-        document = self.execution_context.graphql_document
-        if document is None:
-            return None
-        name = self.execution_context.operation_name
-        for definition in document.definitions:
-            if isinstance(definition, OperationDefinitionNode) and (
-                name is None or (definition.name and definition.name.value == name)
-            ):
-                return definition
+
+# Root mutations that change nothing services.reads holds (credentials, catalog,
+# visibility, prices, restrictions, split rules, pools): the integrators' hot path.
+_KEEPS_READS = frozenset({"placeOrder", "revealCodes"})
+
+
+class InvalidateReads(SchemaExtension):
+    """Drops the cached reads of every process after a mutation that may have changed
+    them, before its answer leaves: the caller's next request sees the change."""
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        context = self.execution_context
+        if context.operation_type is not OperationType.MUTATION:
+            return
+        operation = _operation(context)
+        if operation is not None and all(
+            isinstance(selection, FieldNode) and selection.name.value in _KEEPS_READS
+            for selection in operation.selection_set.selections
+        ):
+            return
+        context.context.services.invalidation.invalidate()
+
+
+def _operation(context: ExecutionContext) -> OperationDefinitionNode | None:
+    document = context.graphql_document
+    if document is None:
         return None
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode) and (
+            context.operation_name is None
+            or (definition.name and definition.name.value == context.operation_name)
+        ):
+            return definition
+    return None
 
 
 def _fixed_rules(extension: AddValidationRules) -> Callable[[], SchemaExtension]:
@@ -159,5 +190,6 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         _fixed_rules(MaxAliasesLimiter(max_alias_count=settings.max_aliases)),
         partial(ValidationCache, maxsize=1024),
         partial(MaskErrors, should_mask_error=_must_mask, error_message="Internal server error."),
+        InvalidateReads,
         OperationMetrics,
     ]
