@@ -379,7 +379,11 @@ async def reveal(db: Db, keyring: Keyring, code_ids: Sequence[int]) -> list[Plai
 
 async def reveal_order(db: Db, keyring: Keyring, order_id: int) -> list[PlainCode]:
     """The plaintext of an order's codes, in id order, read with one query."""
-    rows = await db.fetch(Q["order_secrets"], order_id)
+    return await open_sealed(db, keyring, await db.fetch(Q["order_secrets"], order_id))
+
+
+async def open_sealed(db: Db, keyring: Keyring, rows: Sequence[asyncpg.Record]) -> list[PlainCode]:
+    """The plaintext of codes read as stored (id, fingerprint, ciphertexts, key id)."""
     try:
         return [await _open(db, keyring, row) for row in rows]
     except KeyError:

@@ -41,7 +41,7 @@ class PaidOrder:
     ref: str
     actor: str
 
-    async def __call__(self, conn: Any, code_ids: tuple[int, ...]) -> OrderRecord:
+    async def __call__(self, conn: Any, code_ids: tuple[int, ...]) -> SoldOrder:
         """Written alone: a batch of one."""
         (result,) = await write_batch(conn, self.pool_id, [(self, code_ids)])
         if isinstance(result, Exception):
@@ -55,12 +55,21 @@ class PaidOrder:
         return await write_batch(conn, pool_id, sales)
 
 
+@dataclass(frozen=True, slots=True)
+class SoldOrder:
+    """A written order with its codes' sealed secrets, so that handing them to the buyer
+    needs no further read (see persistence.codes.open_sealed)."""
+
+    record: OrderRecord
+    sealed: list[Any]
+
+
 async def write_batch(
     conn: Any, pool_id: int, sales: Sequence[tuple[PaidOrder, tuple[int, ...]]]
-) -> list[OrderRecord | Exception]:
+) -> list[SoldOrder | Exception]:
     """Write the orders of a batch; each result is its order, or why it was refused
     (InsufficientBalance, DuplicateOrder), in which case nothing of it is written."""
-    results: list[OrderRecord | Exception | None] = [None] * len(sales)
+    results: list[SoldOrder | Exception | None] = [None] * len(sales)
     accounts = {p.account for order, _ in sales for p in order.sale.postings}
     ids = await account_ids(conn, list(accounts), lock=False)
     wallets = sorted(ids[a] for a in accounts if a.kind is AccountKind.CHANNEL_WALLET)
@@ -138,11 +147,15 @@ async def write_batch(
     for i in written:
         order, codes = sales[i]
         record = by_key[(order.channel_id, order.key)]
-        results[i] = record
         for code in codes:
             order_ids.append(record.id)
             code_ids.append(code)
             channel_ids.append(order.channel_id)
             actors.append(order.actor)
     await conn.execute(Q["attach_codes"], order_ids, code_ids, channel_ids, actors)
+    sealed = {r["id"]: r for r in await conn.fetch(Q["sealed"], code_ids)}
+    for i in written:
+        order, codes = sales[i]
+        record = by_key[(order.channel_id, order.key)]
+        results[i] = SoldOrder(record, [sealed[c] for c in sorted(codes)])
     return [r if r is not None else DuplicateOrder("") for r in results]

@@ -20,7 +20,9 @@ from domain.pricing import PriceChain, resolve
 from domain.settlement import Account, Posting
 from persistence import ledger, pricing, split_rules
 from persistence.ledger import Conn, PostedTransaction
+from persistence.pricing import PricePath
 from persistence.queries import queries
+from persistence.split_rules import SplitRuleRecord
 from persistence.types import Db
 
 Q = queries("sales")
@@ -55,34 +57,42 @@ class SaleSettled:
         return self.transaction.amount
 
 
-async def quote(
-    db: Db,
-    *,
-    buyer_id: int,
-    buyer_path: str,
-    product_id: int,
-    quantity: int,
-    paid_from: Account | None = None,
-) -> Quote:
-    """Work out a sale to the channel at ``buyer_path``: the buyer pays its own purchase
-    price, from its wallet unless ``paid_from`` names another account (a payment received).
+@dataclass(frozen=True, slots=True)
+class SaleTerms:
+    """What a sale of one product to one channel depends on besides the quantity: its
+    price path, split rule and supplier. They change only through mutations, so callers
+    may cache them (see persistence.read_cache)."""
 
-    Reads only, outside the sale's transaction, so that the transaction is short. Raises
-    UnknownProduct, and domain.pricing.PriceBelowCost when the chain became inverted since
-    prices were set.
-    """
+    product_id: int
+    path: PricePath
+    rule: SplitRuleRecord | None
+    supplier_id: int | None
+
+
+async def terms(db: Db, buyer_path: str, product_id: int) -> SaleTerms:
+    """Read the terms of a sale to the channel at ``buyer_path``. Raises UnknownProduct."""
     path, rule, supplier_id = await _sale_inputs(db, buyer_path, product_id)
     if path is None:
         raise UnknownProduct(product_id)
+    return SaleTerms(product_id, path, rule, supplier_id)
+
+
+def quote_from(
+    sale_terms: SaleTerms, *, buyer_id: int, quantity: int, paid_from: Account | None = None
+) -> Quote:
+    """Work out a sale: the buyer pays its own purchase price, from its wallet unless
+    ``paid_from`` names another account (a payment received). Raises
+    domain.pricing.PriceBelowCost when the chain became inverted since prices were set."""
+    path = sale_terms.path
     chain = resolve(path.cost, path.base_price, path.levels)
     postings = settlement.sale(
         chain,
         quantity,
-        supplier_id,
+        sale_terms.supplier_id,
         paid_from or settlement.wallet(buyer_id),
-        rule.ratio if rule else None,
+        sale_terms.rule.ratio if sale_terms.rule else None,
     )
-    return Quote(buyer_id, product_id, quantity, chain, tuple(postings))
+    return Quote(buyer_id, sale_terms.product_id, quantity, chain, tuple(postings))
 
 
 async def _sale_inputs(db: Db, buyer_path: str, product_id: int) -> tuple[Any, Any, Any]:
@@ -125,15 +135,9 @@ async def settle(
     reference: str,
     paid_from: Account | None = None,
 ) -> SaleSettled:
-    """Quote and post a sale in the caller's transaction (see ``quote`` and ``post``)."""
-    sale = await quote(
-        conn,
-        buyer_id=buyer_id,
-        buyer_path=buyer_path,
-        product_id=product_id,
-        quantity=quantity,
-        paid_from=paid_from,
-    )
+    """Quote and post a sale in the caller's transaction (see ``quote_from`` and ``post``)."""
+    sale_terms = await terms(conn, buyer_path, product_id)
+    sale = quote_from(sale_terms, buyer_id=buyer_id, quantity=quantity, paid_from=paid_from)
     return await post(conn, sale, reference)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from actors.messages import Sold
@@ -28,7 +28,7 @@ from persistence import codes, commerce, generated, ledger, orders, pools, sales
 from persistence.catalog import ProductRecord
 from persistence.codes import PlainCode
 from persistence.ledger import InsufficientBalance
-from persistence.order_batches import PaidOrder
+from persistence.order_batches import PaidOrder, SoldOrder
 from persistence.orders import DuplicateOrder, OrderRecord
 from persistence.pools import PoolRecord
 from resolvers.catalog import find_product
@@ -63,8 +63,6 @@ def _refused(code: ErrorCode, message: str, field: str | None = None) -> PlaceOr
 
 async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
     viewer = require_viewer(info)
-    services = info.context.services
-    db = services.db
     key = input.idempotency_key.strip()
     if not 1 <= len(key) <= MAX_KEY:
         return _refused(
@@ -72,33 +70,83 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
         )
     request = _request(input)
     digest = input_hash(request)
-
-    problem = _check_input(viewer, input)
-    # The lookups an order needs do not depend on each other: one round trip, not four.
-    earlier, product, restrictions, product_pools = await asyncio.gather(
-        orders.by_key(db, viewer.channel_id, key),
-        find_product(info, viewer, input.product_id),
-        commerce.path_restrictions(db, viewer.channel_path),
-        _pools_of(db, input.product_id),
+    outcome = await _place(info, viewer, input, key, digest, request)
+    if isinstance(outcome, UserError | DuplicateOrder):
+        # A retry of an order placed before is refused on its way (its key is taken, or
+        # the stock it took is gone): it gets the first answer instead. Checking only
+        # here keeps a read off every new order.
+        earlier = await orders.by_key(info.context.services.db, viewer.channel_id, key)
+        if earlier is not None:
+            return await _replay(info, viewer, earlier, digest)
+        assert isinstance(outcome, UserError), "a duplicate is committed before it is told"
+        return PlaceOrderPayload(user_errors=[outcome])
+    if isinstance(outcome, SoldOrder):
+        record, delivered = outcome.record, await _delivered(info, outcome.sealed)
+    else:
+        record, delivered = outcome, await _plaintext(info, outcome)
+    info.context.services.events.publish_soon(
+        TOPIC_ORDER_UPDATED, {"id": record.id, "path": viewer.channel_path}
     )
-    # A retry of an order already placed gets the first answer without touching stock.
-    if earlier is not None:
-        return await _replay(info, viewer, earlier, digest)
+    return PlaceOrderPayload(order=Order(record=record), codes=delivered)
+
+
+@dataclass(frozen=True, slots=True)
+class _Offer:
+    """What the caller's channel is offered of one product: read once per change of the
+    catalog, prices or restrictions, not once per order (see persistence.read_cache)."""
+
+    product: ProductRecord | None
+    restrictions: list[tuple[list[str], list[str]]]
+    pools: list[PoolRecord]
+    terms: sales.SaleTerms | None
+
+
+async def _offer(info: Info, viewer: Principal, product_id: str) -> _Offer:
+    services = info.context.services
+    db = services.db
+
+    async def read() -> _Offer:
+        product, restrictions = await asyncio.gather(
+            find_product(info, viewer, product_id),
+            commerce.path_restrictions(db, viewer.channel_path),
+        )
+        if product is None:
+            return _Offer(None, restrictions, [], None)
+        product_pools, terms = await asyncio.gather(
+            pools.by_product(db, product.id),
+            sales.terms(db, viewer.channel_path, product.id),
+        )
+        return _Offer(product, restrictions, product_pools, terms)
+
+    return await services.reads.load(("offer", viewer.channel_path, product_id), read)
+
+
+async def _place(
+    info: Info,
+    viewer: Principal,
+    input: PlaceOrderInput,
+    key: str,
+    digest: str,
+    request: dict[str, Any],
+) -> SoldOrder | OrderRecord | DuplicateOrder | UserError:
+    problem = _check_input(viewer, input)
     if problem:
-        return PlaceOrderPayload(user_errors=[problem])
-    if product is None or not product.on_shelf:
-        return _refused(
+        return problem
+    offer = await _offer(info, viewer, input.product_id)
+    product = offer.product
+    if product is None or not product.on_shelf or offer.terms is None:
+        return user_error(
             ErrorCode.PRODUCT_NOT_VISIBLE, "This product is not for sale to you.", "productId"
         )
     buyer = input.buyer
     refusal = check_sale(
-        restrictions,
+        offer.restrictions,
         buyer.region if buyer else None,
         buyer.customer_group if buyer else None,
     )
     if refusal is not None:
-        return _refused(ErrorCode(refusal.rule.value), refusal.message, f"buyer.{refusal.field}")
-    decision = await services.risk.assess(
+        return user_error(ErrorCode(refusal.rule.value), refusal.message, f"buyer.{refusal.field}")
+    decision = await info.context.services.risk.assess(
         OrderAttempt(
             viewer.channel_id,
             product.id,
@@ -109,36 +157,22 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
         )
     )
     if not decision.allowed:
-        return _refused(ErrorCode.RISK_BLOCKED, decision.reason or "Refused by risk control.")
+        return user_error(ErrorCode.RISK_BLOCKED, decision.reason or "Refused by risk control.")
     if product.fulfilment is Fulfilment.REALTIME:
-        return _refused(
+        return user_error(
             ErrorCode.SUPPLIER_UNAVAILABLE,
             "Products bought from a supplier at order time cannot be ordered yet.",
             "productId",
         )
-
     if PaymentMethod(input.payment) is PaymentMethod.EXTERNAL:
         from resolvers.external_orders import reserve_for_payment
 
-        outcome = await reserve_for_payment(
+        return await reserve_for_payment(
             info, viewer, product, input.quantity, key, digest, request
         )
-    else:
-        outcome = await _sell_from_pools(
-            info, viewer, product, product_pools, input.quantity, key, digest, request
-        )
-    if isinstance(outcome, UserError | DuplicateOrder):
-        # A concurrent twin with the same key may have taken the stock or the key: then
-        # this call is a retry of it, and gets its answer.
-        earlier = await orders.by_key(db, viewer.channel_id, key)
-        if earlier is not None:
-            return await _replay(info, viewer, earlier, digest)
-        assert isinstance(outcome, UserError), "a duplicate is committed before it is told"
-        return PlaceOrderPayload(user_errors=[outcome])
-    services.events.publish_soon(
-        TOPIC_ORDER_UPDATED, {"id": outcome.id, "path": viewer.channel_path}
+    return await _sell_from_pools(
+        info, viewer, product, offer, input.quantity, key, digest, request
     )
-    return PlaceOrderPayload(order=Order(record=outcome), codes=await _plaintext(info, outcome))
 
 
 def _request(input: PlaceOrderInput) -> dict[str, Any]:
@@ -172,34 +206,23 @@ def _check_input(viewer: Principal, input: PlaceOrderInput) -> UserError | None:
     return None
 
 
-async def _pools_of(db: Any, product_id: str) -> list[PoolRecord]:
-    """The pools of the product an input names (the caller checks it may see it)."""
-    key = ids.decode("Product", product_id)
-    return await pools.by_product(db, key) if key is not None else []
-
-
 async def _sell_from_pools(
     info: Info,
     viewer: Principal,
     product: ProductRecord,
-    product_pools: list[PoolRecord],
+    offer: _Offer,
     quantity: int,
     key: str,
     digest: str,
     request: dict[str, Any],
-) -> OrderRecord | DuplicateOrder | UserError:
+) -> SoldOrder | DuplicateOrder | UserError:
     """Sell from the product's pools in turn until one has the codes, or issue new ones
     for a GENERATED product. The sale is quoted first, outside the sale's transaction."""
     services = info.context.services
     ref = sale_reference(viewer.channel_id, key)
+    assert offer.terms is not None, "a visible product has terms"
     try:
-        sale = await sales.quote(
-            services.db,
-            buyer_id=viewer.channel_id,
-            buyer_path=viewer.channel_path,
-            product_id=product.id,
-            quantity=quantity,
-        )
+        sale = sales.quote_from(offer.terms, buyer_id=viewer.channel_id, quantity=quantity)
     except PriceBelowCost:
         return user_error(
             ErrorCode.PRICE_BELOW_COST,
@@ -220,13 +243,13 @@ async def _sell_from_pools(
     try:
         if product.fulfilment is Fulfilment.GENERATED:
             return await _issue_generated(info, product, paid)
-        stocked = [p for p in product_pools if p.available]
-        for pool in stocked:
+        # Stock is the actors' to know: the cached pool list may be older than it.
+        for pool in offer.pools:
             work = replace(paid, pool_id=pool.id)
             outcome = await services.pools.sell(pool.id, ref, quantity, work)
             if isinstance(outcome, Sold):
-                order: OrderRecord = outcome.result
-                return order
+                sold: SoldOrder = outcome.result
+                return sold
     except DuplicateOrder as duplicate:
         return duplicate
     except ledger.IdempotencyConflict:
@@ -237,7 +260,7 @@ async def _sell_from_pools(
     return user_error(ErrorCode.OUT_OF_STOCK, "Not enough codes in stock.", "quantity")
 
 
-async def _issue_generated(info: Info, product: ProductRecord, paid: PaidOrder) -> OrderRecord:
+async def _issue_generated(info: Info, product: ProductRecord, paid: PaidOrder) -> SoldOrder:
     """Codes the platform issues itself: created sold, for this order, in its transaction."""
     services = info.context.services
     async with services.db.acquire() as conn, conn.transaction():
@@ -279,6 +302,12 @@ async def _plaintext(info: Info, order: OrderRecord) -> list[DeliveredCode]:
         return []
     services = info.context.services
     plain: list[PlainCode] = await codes.reveal_order(services.db, services.keyring, order.id)
+    return [DeliveredCode(plain=p) for p in plain]
+
+
+async def _delivered(info: Info, sealed: list[Any]) -> list[DeliveredCode]:
+    services = info.context.services
+    plain = await codes.open_sealed(services.db, services.keyring, sealed)
     return [DeliveredCode(plain=p) for p in plain]
 
 

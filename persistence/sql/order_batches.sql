@@ -54,3 +54,9 @@ JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])
     AS u (order_id, code_id, channel_id, actor) ON u.code_id = a.code_id
 CROSS JOIN (VALUES (1, 'SOLD'), (2, 'DELIVERED')) AS k (n, kind)
 ORDER BY k.n, a.code_id;
+
+-- name: sealed
+-- The sold codes' secrets as stored, for the buyer's answer.
+SELECT id, fingerprint, code_ciphertext, password_ciphertext, key_id, expires_at
+FROM codes
+WHERE id = ANY($1::bigint[]);
