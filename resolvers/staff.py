@@ -43,26 +43,36 @@ from schema.staff import (
 
 
 async def viewer(info: Info) -> Viewer:
+    return Viewer(role=require_viewer(info).role)
+
+
+async def viewer_channel(info: Info) -> Channel:
     principal = require_viewer(info)
-    db = info.context.services.db
-    record = await channels.get_in_subtree(db, principal.channel_id, principal.channel_path)
-    assert record is not None
-    user = (
-        await users.get_in_subtree(db, principal.user_id, principal.channel_path)
-        if (principal.user_id is not None)
-        else None
+    record = await channels.get_in_subtree(
+        info.context.services.db, principal.channel_id, principal.channel_path
     )
-    key = (
-        await api_keys.get_in_subtree(db, principal.api_key_id, principal.channel_path)
-        if (principal.api_key_id is not None)
-        else None
+    assert record is not None, "a principal's channel is never deleted"
+    return Channel(record=record)
+
+
+async def viewer_user(info: Info) -> User | None:
+    principal = require_viewer(info)
+    if principal.user_id is None:
+        return None
+    record = await users.get_in_subtree(
+        info.context.services.db, principal.user_id, principal.channel_path
     )
-    return Viewer(
-        channel=Channel(record=record),
-        role=principal.role,
-        user=User(record=user) if user else None,
-        api_key=ApiKey(record=key) if key else None,
+    return User(record=record) if record else None
+
+
+async def viewer_api_key(info: Info) -> ApiKey | None:
+    principal = require_viewer(info)
+    if principal.api_key_id is None:
+        return None
+    record = await api_keys.get_in_subtree(
+        info.context.services.db, principal.api_key_id, principal.channel_path
     )
+    return ApiKey(record=record) if record else None
 
 
 async def login(info: Info, input: LoginInput) -> LoginPayload:

@@ -86,10 +86,26 @@ class ApiKey:
 
 @strawberry.type(description="The caller: the channel it acts for and with which role.")
 class Viewer:
-    channel: ChannelType
     role: Role  # type: ignore[valid-type]
-    user: User | None
-    api_key: ApiKey | None
+
+    # Each read only when asked for: `viewer { role }` is what clients send most.
+    @strawberry.field
+    async def channel(self, info: Info) -> ChannelType:
+        from resolvers.staff import viewer_channel
+
+        return await viewer_channel(info)
+
+    @strawberry.field
+    async def user(self, info: Info) -> User | None:
+        from resolvers.staff import viewer_user
+
+        return await viewer_user(info)
+
+    @strawberry.field
+    async def api_key(self, info: Info) -> ApiKey | None:
+        from resolvers.staff import viewer_api_key
+
+        return await viewer_api_key(info)
 
 
 @strawberry.input
