@@ -8,6 +8,7 @@ local port, so requests travel through real HTTP and WebSocket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import tempfile
@@ -125,8 +126,9 @@ class LiveServer:
         return "ws" + self.graphql_url.removeprefix("http")
 
 
-@pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[LiveServer]:
+@contextlib.asynccontextmanager
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    """The app served by uvicorn on a free local port, for as long as the block runs."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -146,6 +148,12 @@ async def server(settings: Settings) -> AsyncIterator[LiveServer]:
         uv.should_exit = True
         await task
         sock.close()
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[LiveServer]:
+    async with live_server(settings) as live:
+        yield live
 
 
 class Api:
