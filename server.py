@@ -29,6 +29,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.types.unset import UnsetType
 
+import supplier_sim
 from actors.registry import PoolRegistry
 from domain.credentials import CredentialError
 from domain.risk import AllowAll, RiskCheck
@@ -43,6 +44,7 @@ from persistence.read_cache import ReadCache, SharedInvalidation
 from resolvers import exports, payments
 from resolvers.authentication import authenticate
 from resolvers.order_expiry import OrderExpiry
+from resolvers.supplier_clients import SupplierClients
 from schema.context import Context
 from schema.root import make_schema
 from settings import Settings
@@ -64,6 +66,7 @@ class Services:
     pools: PoolRegistry
     reads: ReadCache
     invalidation: SharedInvalidation
+    suppliers: SupplierClients
     risk: RiskCheck = field(default_factory=AllowAll)
 
 
@@ -166,6 +169,8 @@ def create_app(settings: Settings) -> Starlette:
         reads = ReadCache(ttl=settings.read_cache_seconds)
         invalidation = SharedInvalidation(reads, events)
         await invalidation.start()
+        keyring = await Keyring.load(db, settings.resolved_master_key())
+        suppliers = SupplierClients(db, keyring, settings)
         app.state.services = Services(
             settings=settings,
             db=db,
@@ -173,14 +178,16 @@ def create_app(settings: Settings) -> Starlette:
             events=events,
             session_key=settings.resolved_session_secret(),
             metrics=app_metrics,
-            keyring=await Keyring.load(db, settings.resolved_master_key()),
+            keyring=keyring,
             pools=pools,
             reads=reads,
             invalidation=invalidation,
+            suppliers=suppliers,
         )
         try:
             yield
         finally:
+            await suppliers.aclose()
             await invalidation.stop()
             await expiry.stop()
             await pools.stop()
@@ -371,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     rotate.add_argument("--data-dir")
     rotate.add_argument("--batch-size", type=int, default=1000, help="rows per transaction")
     rotate.set_defaults(run=cmd_rotate_keys)
+
+    simulator = commands.add_parser(
+        "supplier-sim", help="run a supplier that speaks the supplier protocol (demo, tests)"
+    )
+    supplier_sim.add_arguments(simulator)
+    simulator.set_defaults(run=supplier_sim.run)
 
     printer = commands.add_parser("print-schema", help="print the GraphQL schema (SDL)")
     printer.set_defaults(run=cmd_print_schema)

@@ -50,6 +50,36 @@ class Settings(BaseSettings):
     stock_publish_interval: float = Field(default=0.1, ge=0)
     # Bounds how stale a cached read can be when an invalidation message is lost.
     read_cache_seconds: float = Field(default=10, gt=0)
+    # Outbound HTTP (suppliers, webhooks, SMS) to loopback or private addresses is refused
+    # unless this allows it: for tests and local setups (`--demo` sets it).
+    allow_private_targets: bool = False
+    supplier_timeout_seconds: float = Field(default=5, gt=0)
+    supplier_attempts: int = Field(default=3, ge=1, le=10)
+    supplier_retry_base_seconds: float = Field(default=0.2, ge=0)
+    supplier_breaker_failures: int = Field(default=5, ge=1)
+    supplier_breaker_seconds: float = Field(default=10, gt=0)
+    # How often suppliers' catalogs are synced; 0 syncs only when asked.
+    supplier_sync_seconds: float = Field(default=0, ge=0)
+    # A supplier order left unfinished this long (its process died) is taken up again.
+    supplier_recovery_seconds: float = Field(default=30, gt=0)
+    outbox_poll_seconds: float = Field(default=0.5, gt=0)
+    outbox_max_attempts: int = Field(default=8, ge=1)
+    outbox_retry_base_seconds: float = Field(default=2, ge=0)
+    outbox_retry_cap_seconds: float = Field(default=600, gt=0)
+    public_url: str | None = None
+    link_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    link_max_views: int = Field(default=5, ge=1)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_tls: bool = False
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = "codes@quanyi.invalid"
+    sms_url: str | None = None
+    sms_api_key: SecretStr | None = None
+    sms_sender: str | None = None
+    sms_template: str = "【Quanyi】{product}: {codes} (order {order})"
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
 

@@ -154,6 +154,22 @@ async def get_supplier(db: Db, supplier_id: int) -> SupplierRecord | None:
     return SupplierRecord.from_row(row) if row else None
 
 
+@dataclass(frozen=True, slots=True)
+class SupplierConnection:
+    id: int
+    base_url: str
+    secret_ciphertext: bytes
+    key_id: int
+
+    def __repr__(self) -> str:
+        return f"SupplierConnection(id={self.id}, base_url={self.base_url!r})"
+
+
+async def supplier_connection(db: Db, supplier_id: int) -> SupplierConnection | None:
+    row = await db.fetchrow(Q["supplier_connection"], supplier_id)
+    return SupplierConnection(**dict(row)) if row else None
+
+
 async def all_suppliers(db: Db) -> list[SupplierRecord]:
     return [SupplierRecord.from_row(r) for r in await db.fetch(Q["all_suppliers"])]
 

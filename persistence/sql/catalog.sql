@@ -145,3 +145,7 @@ WHERE product_id = $1;
 
 -- name: product_id_by_name
 SELECT id FROM products WHERE name = $1 ORDER BY id LIMIT 1;
+
+-- name: supplier_connection
+-- What calling a supplier needs, its sealed secret included: for the supplier clients only.
+SELECT id, base_url, secret_ciphertext, key_id FROM suppliers WHERE id = $1;
