@@ -14,6 +14,8 @@ MAX_KEY = 200
 class OrderStatus(enum.StrEnum):
     AWAITING_PAYMENT = "AWAITING_PAYMENT"
     REVIEW = "REVIEW"
+    # Paid, waiting for the supplier's codes (REALTIME products).
+    FULFILLING = "FULFILLING"
     PAID = "PAID"
     FAILED = "FAILED"
     EXPIRED = "EXPIRED"

@@ -382,6 +382,12 @@ async def reveal_order(db: Db, keyring: Keyring, order_id: int) -> list[PlainCod
     return await open_sealed(db, keyring, await db.fetch(Q["order_secrets"], order_id))
 
 
+async def sealed(db: Db, code_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """The codes' secrets as stored (see ``open_sealed``), in the order asked."""
+    rows = {r["id"]: r for r in await db.fetch(Q["secrets"], list(code_ids))}
+    return [rows[i] for i in code_ids if i in rows]
+
+
 async def open_sealed(db: Db, keyring: Keyring, rows: Sequence[asyncpg.Record]) -> list[PlainCode]:
     """The plaintext of codes read as stored (id, fingerprint, ciphertexts, key id)."""
     try:

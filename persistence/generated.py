@@ -78,15 +78,21 @@ def _seal(
 
 async def generated_pool(conn: Any, product_id: int) -> int:
     """The id of the product's ``generated`` pool, created once however many ask at once."""
-    pool_id: int | None = await conn.fetchval(Q["pool_of_product"], product_id, POOL_NAME)
+    return await named_pool(conn, product_id, POOL_NAME)
+
+
+async def named_pool(conn: Any, product_id: int, name: str) -> int:
+    """The id of the product's pool called ``name``, created once however many ask at once:
+    the pools of codes made (or bought) for their orders, which nobody imports into."""
+    pool_id: int | None = await conn.fetchval(Q["pool_of_product"], product_id, name)
     if pool_id is not None:
         return pool_id
     await conn.execute(Q["lock_pool_creation"], _POOL_LOCK, product_id % 2**31)
     # Read committed: this statement sees a pool committed while we waited for the lock.
-    pool_id = await conn.fetchval(Q["pool_of_product"], product_id, POOL_NAME)
+    pool_id = await conn.fetchval(Q["pool_of_product"], product_id, name)
     if pool_id is not None:
         return pool_id
-    pool_id = await conn.fetchval(Q["create_pool"], product_id, POOL_NAME)
+    pool_id = await conn.fetchval(Q["create_pool"], product_id, name)
     if pool_id is None:
         raise UnknownProduct(product_id)
     return pool_id

@@ -4,6 +4,9 @@ Who may:
 
 - ``cancelOrder``: the channel that placed the order or any channel above it, by an
   OWNER, FINANCE or OPERATOR. Only an order AWAITING_PAYMENT is cancelled.
+- ``retryFulfilment`` (补单): the buyer's channel or one above it, by an OWNER, FINANCE or
+  OPERATOR. Only a FAILED supplier order is placed again, paid again from the buyer's
+  wallet, under the same supplier ref.
 - ``refundOrder``: a channel above the buyer (the platform included), by an OWNER or
   FINANCE. The buyer cannot refund itself: it holds the plaintext codes, so the decision
   to take them back and return the money is its seller's. Only a PAID order is refunded,
@@ -20,8 +23,10 @@ from __future__ import annotations
 from domain import ledger as ledger_rules
 from domain.access import Principal, Role
 from domain.orders import OrderStatus
-from persistence import orders, sales
+from persistence import codes, orders, sales
+from persistence.ledger import InsufficientBalance
 from persistence.orders import OrderRecord
+from resolvers import realtime
 from resolvers.order_payments import publish
 from schema import ids
 from schema.context import Info, require_viewer
@@ -29,9 +34,12 @@ from schema.errors import ErrorCode, UserError, user_error
 from schema.orders import (
     CancelOrderInput,
     CancelOrderPayload,
+    DeliveredCode,
     Order,
     RefundOrderInput,
     RefundOrderPayload,
+    RetryFulfilmentInput,
+    RetryFulfilmentPayload,
 )
 
 CANCEL_ROLES = frozenset({Role.OWNER, Role.FINANCE, Role.OPERATOR})
@@ -180,3 +188,37 @@ async def _refund(info: Info, viewer: Principal, input: RefundOrderInput) -> Ord
         )
     await publish(services, refunded)
     return refunded
+
+
+async def retry_fulfilment(info: Info, input: RetryFulfilmentInput) -> RetryFulfilmentPayload:
+    viewer = require_viewer(info)
+    services = info.context.services
+    try:
+        order = await _find(info, viewer, input.order_id)
+    except _Refused as refused:
+        return RetryFulfilmentPayload(user_errors=[refused.error])
+    if viewer.role not in CANCEL_ROLES:
+        return RetryFulfilmentPayload(
+            user_errors=[
+                user_error(ErrorCode.FORBIDDEN, "Your role may not place orders again.", "orderId")
+            ]
+        )
+    try:
+        outcome = await realtime.re_place(services, order, _actor(viewer))
+    except InsufficientBalance:
+        return RetryFulfilmentPayload(
+            user_errors=[
+                user_error(ErrorCode.INSUFFICIENT_BALANCE, "The balance cannot pay for this order.")
+            ]
+        )
+    if isinstance(outcome, UserError):
+        return RetryFulfilmentPayload(user_errors=[outcome])
+    if isinstance(outcome, realtime.Failed):
+        return RetryFulfilmentPayload(
+            order=Order(record=outcome.record), user_errors=[outcome.error]
+        )
+    delivered: list[DeliveredCode] = []
+    if outcome.record.channel_id == viewer.channel_id:
+        plain = await codes.open_sealed(services.db, services.keyring, outcome.sealed)
+        delivered = [DeliveredCode(plain=p) for p in plain]
+    return RetryFulfilmentPayload(order=Order(record=outcome.record), codes=delivered)

@@ -31,6 +31,7 @@ from persistence.ledger import InsufficientBalance
 from persistence.order_batches import PaidOrder, SoldOrder
 from persistence.orders import DuplicateOrder, OrderRecord
 from persistence.pools import PoolRecord
+from resolvers import realtime
 from resolvers.catalog import find_product
 from schema import ids
 from schema.catalog import Product
@@ -71,6 +72,8 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
     request = _request(input)
     digest = input_hash(request)
     outcome = await _place(info, viewer, input, key, digest, request)
+    if isinstance(outcome, realtime.Failed):
+        return PlaceOrderPayload(order=Order(record=outcome.record), user_errors=[outcome.error])
     if isinstance(outcome, UserError | DuplicateOrder):
         # A retry of an order placed before is refused on its way (its key is taken, or
         # the stock it took is gone): it gets the first answer instead. Checking only
@@ -128,7 +131,7 @@ async def _place(
     key: str,
     digest: str,
     request: dict[str, Any],
-) -> SoldOrder | OrderRecord | DuplicateOrder | UserError:
+) -> SoldOrder | OrderRecord | realtime.Failed | DuplicateOrder | UserError:
     problem = _check_input(viewer, input)
     if problem:
         return problem
@@ -159,10 +162,14 @@ async def _place(
     if not decision.allowed:
         return user_error(ErrorCode.RISK_BLOCKED, decision.reason or "Refused by risk control.")
     if product.fulfilment is Fulfilment.REALTIME:
-        return user_error(
-            ErrorCode.SUPPLIER_UNAVAILABLE,
-            "Products bought from a supplier at order time cannot be ordered yet.",
-            "productId",
+        if PaymentMethod(input.payment) is PaymentMethod.EXTERNAL:
+            return user_error(
+                ErrorCode.INVALID_INPUT,
+                "Products bought from a supplier at order time are paid from the balance.",
+                "payment",
+            )
+        return await _buy_from_supplier(
+            info, viewer, product, offer, input.quantity, key, digest, request
         )
     if PaymentMethod(input.payment) is PaymentMethod.EXTERNAL:
         from resolvers.external_orders import reserve_for_payment
@@ -258,6 +265,43 @@ async def _sell_from_pools(
     except InsufficientBalance:
         return user_error(ErrorCode.INSUFFICIENT_BALANCE, "The balance cannot pay for this order.")
     return user_error(ErrorCode.OUT_OF_STOCK, "Not enough codes in stock.", "quantity")
+
+
+async def _buy_from_supplier(
+    info: Info,
+    viewer: Principal,
+    product: ProductRecord,
+    offer: _Offer,
+    quantity: int,
+    key: str,
+    digest: str,
+    request: dict[str, Any],
+) -> SoldOrder | realtime.Failed | DuplicateOrder | UserError:
+    assert offer.terms is not None, "a visible product has terms"
+    try:
+        sale = sales.quote_from(offer.terms, buyer_id=viewer.channel_id, quantity=quantity)
+        return await realtime.buy(
+            info.context.services,
+            product,
+            sale,
+            key=key,
+            digest=digest,
+            buyer=request["buyer"] or {},
+            delivery=[{"method": m, "target": t} for m, t in request["delivery"]],
+            actor=_actor(viewer),
+        )
+    except PriceBelowCost:
+        return user_error(
+            ErrorCode.PRICE_BELOW_COST,
+            "Your price is below your parent's now; ask your parent to correct it.",
+            "productId",
+        )
+    except DuplicateOrder as duplicate:
+        return duplicate
+    except ledger.IdempotencyConflict:
+        return DuplicateOrder(key)
+    except InsufficientBalance:
+        return user_error(ErrorCode.INSUFFICIENT_BALANCE, "The balance cannot pay for this order.")
 
 
 async def _issue_generated(info: Info, product: ProductRecord, paid: PaidOrder) -> SoldOrder:

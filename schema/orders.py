@@ -315,6 +315,21 @@ class RefundOrderPayload:
 
 
 @strawberry.input
+class RetryFulfilmentInput:
+    order_id: strawberry.ID
+
+
+@strawberry.type
+class RetryFulfilmentPayload:
+    order: Order | None = None
+    codes: list[DeliveredCode] = strawberry.field(
+        default_factory=list,
+        description="The codes in plaintext, for the channel that placed the order only.",
+    )
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
 class OrderFilter:
     status: OrderStatus | None = None  # type: ignore[valid-type]
     product_id: strawberry.ID | None = None
@@ -382,6 +397,17 @@ class OrdersMutation:
         from resolvers.order_changes import refund_order
 
         return await refund_order(info, input)
+
+    @strawberry.mutation(
+        description="Place a FAILED supplier order again (补单) under the same supplier ref,"
+        " paid again from the buyer's balance: the supplier never sells it twice."
+    )
+    async def retry_fulfilment(
+        self, info: Info, input: RetryFulfilmentInput
+    ) -> RetryFulfilmentPayload:
+        from resolvers.order_changes import retry_fulfilment
+
+        return await retry_fulfilment(info, input)
 
 
 @strawberry.type

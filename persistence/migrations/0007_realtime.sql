@@ -19,6 +19,8 @@ CREATE TABLE supplier_orders (
     sku text NOT NULL,
     quantity integer NOT NULL CHECK (quantity > 0),
     status text NOT NULL CHECK (status IN ('PENDING', 'FULFILLED', 'FAILED')),
+    -- 1 for the first purchase, one more for each re-placement (补单): each is paid anew.
+    round integer NOT NULL DEFAULT 1 CHECK (round >= 1),
     attempts integer NOT NULL DEFAULT 0,
     last_error text,
     -- The process working on it holds it until then; after that another may take it up.
@@ -32,6 +34,11 @@ ALTER TABLE code_events DROP CONSTRAINT code_events_kind_check;
 ALTER TABLE code_events ADD CONSTRAINT code_events_kind_check CHECK (kind IN ('IMPORTED',
     'GENERATED', 'SUPPLIED', 'RESERVED', 'SOLD', 'DELIVERED', 'REVEALED', 'REDEEMED', 'FROZEN',
     'UNFROZEN', 'VOIDED', 'RELEASED'));
+
+-- The codes of one supplier order are stored as one batch, keyed by the order's ref.
+ALTER TABLE code_batches DROP CONSTRAINT code_batches_source_check;
+ALTER TABLE code_batches ADD CONSTRAINT code_batches_source_check
+    CHECK (source IN ('IMPORT', 'GENERATED', 'SUPPLIER'));
 
 -- Catalog sync: when a supplier was last read, and products it no longer lists.
 ALTER TABLE suppliers ADD COLUMN synced_at timestamptz;

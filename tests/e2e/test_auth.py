@@ -622,6 +622,11 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
         'mutation { refundOrder(input: {orderId: "T3JkZXI6MQ=="}) { order { id } } }',
         {},
     ),
+    "retryFulfilment": (
+        "mutation",
+        'mutation { retryFulfilment(input: {orderId: "T3JkZXI6MQ=="}) { order { id } } }',
+        {},
+    ),
     # Subscriptions are tested over WebSocket elsewhere; listed so none goes unnoticed.
     "channelCreated": ("subscription", "subscription { channelCreated { id } }", {}),
     "stockChanged": ("subscription", "subscription { stockChanged { productId available } }", {}),

@@ -1,0 +1,174 @@
+"""REALTIME orders against the supplier simulator in its own process: codes bought the
+moment the buyer pays, never twice, money back when the supplier fails, 补单 with the same
+ref, and a circuit breaker that keeps an outage from slowing anything else down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from settings import Settings
+from tests.conftest import Api, Node
+from tests.e2e.test_catalog import CREATE_SUPPLIER, create_product
+from tests.e2e.test_ledger_api import TRIAL_BALANCE, funded
+from tests.e2e.test_orders import PLACE, order_input, stocked_product, wallet
+from tests.simulator import SECRET, Simulator, admin, simulator
+
+RETRY = """
+mutation($input: RetryFulfilmentInput!) {
+  retryFulfilment(input: $input) {
+    order { id status total }
+    codes { id code password }
+    userErrors { field code message }
+  }
+}
+"""
+PRICE = Decimal("25.00")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "allow_private_targets": True,
+            "supplier_retry_base_seconds": 0.01,
+            "supplier_timeout_seconds": 2,
+            "supplier_breaker_failures": 3,
+            "supplier_breaker_seconds": 0.5,
+        }
+    )
+
+
+@pytest.fixture
+def flaky(tmp_path: Path) -> Iterator[Simulator]:
+    with simulator(tmp_path, "--failure-rate", "0.3", "--latency-ms", "30") as running:
+        yield running
+
+
+async def realtime_product(api: Api, platform_key: str, sim: Simulator) -> str:
+    created = await api.data(
+        CREATE_SUPPLIER,
+        {"input": {"name": "Simulator", "baseUrl": sim.url, "secret": SECRET.decode()}},
+        token=platform_key,
+    )
+    supplier = created["createSupplier"]["supplier"]["id"]
+    product = await create_product(
+        api,
+        platform_key,
+        fulfilment="REALTIME",
+        supplierId=supplier,
+        supplierSku="GAME-100",
+    )
+    product_id: str = product["id"]
+    return product_id
+
+
+async def test_two_hundred_orders_against_a_flaky_supplier_buy_each_code_once(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any], flaky: Simulator
+) -> None:
+    # Given a REALTIME product from a supplier that fails 30% of its calls (half of those
+    # after it has sold the codes), and agent A with money for 1,000 codes
+    product = await realtime_product(api, tree["root"].key, flaky)
+    await funded(api, tree["root"].key, tree["A"].id, "25000.00", "bank-1")
+
+    # When 200 orders arrive at once
+    results = await asyncio.gather(
+        *(api.data(PLACE, order_input(product, f"rt-{i}"), token=tree["A"].key) for i in range(200))
+    )
+
+    # Then each is PAID with its one code or FAILED with its money back, never in between
+    payloads = [r["placeOrder"] for r in results]
+    paid = [p for p in payloads if p["order"]["status"] == "PAID"]
+    failed = [p for p in payloads if p["order"]["status"] == "FAILED"]
+    assert len(paid) + len(failed) == 200
+    assert all(len(p["codes"]) == 1 and p["userErrors"] == [] for p in paid)
+    assert all(
+        p["codes"] == [] and [e["code"] for e in p["userErrors"]] == ["SUPPLIER_UNAVAILABLE"]
+        for p in failed
+    )
+    assert len({p["codes"][0]["code"] for p in paid}) == len(paid)
+    assert await wallet(db, tree["A"]) == Decimal("25000.00") - PRICE * len(paid)
+    # And the supplier sold each order's codes at most once
+    stats = await admin(flaky, "GET", "/stats")
+    assert set(stats["refs"].values()) <= {1}
+
+    # When the failed ones are placed again (补单), until the supplier delivers them
+    pending = [p["order"]["id"] for p in failed]
+    for _ in range(6):
+        retried = await asyncio.gather(
+            *(api.data(RETRY, {"input": {"orderId": o}}, token=tree["A"].key) for o in pending)
+        )
+        pending = [
+            o
+            for o, r in zip(pending, retried, strict=True)
+            if r["retryFulfilment"]["order"]["status"] != "PAID"
+        ]
+        if not pending:
+            break
+    assert pending == []
+
+    # Then every order is PAID once, the supplier still sold each ref once, and the books
+    # balance with 200 sales paid
+    statuses = await db.fetch("SELECT status, count(*) FROM orders GROUP BY status")
+    assert {r["status"]: r["count"] for r in statuses} == {"PAID": 200}
+    assert await db.fetchval("SELECT count(*) FROM order_codes") == 200
+    stats = await admin(flaky, "GET", "/stats")
+    assert set(stats["refs"].values()) == {1}
+    assert await wallet(db, tree["A"]) == Decimal("25000.00") - PRICE * 200
+    trial = await api.data(TRIAL_BALANCE, token=tree["root"].key)
+    assert Decimal(trial["trialBalance"]["total"]) == 0
+
+
+async def test_a_supplier_outage_fails_fast_and_pool_products_keep_selling(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    with simulator(tmp_path) as sim:
+        realtime = await realtime_product(api, tree["root"].key, sim)
+        port = sim.port
+    pooled = await stocked_product(api, tree["root"].key, 10)
+    await funded(api, tree["root"].key, tree["A"].id, "1000.00", "bank-1")
+
+    # Given the supplier is down and three orders found out (the breaker's threshold)
+    for i in range(3):
+        body = await api.data(PLACE, order_input(realtime, f"down-{i}"), token=tree["A"].key)
+        assert body["placeOrder"]["order"]["status"] == "FAILED"
+    orders_before = await db.fetchval("SELECT count(*) FROM orders")
+
+    # When more REALTIME orders arrive
+    started = time.perf_counter()
+    refused = await asyncio.gather(
+        *(
+            api.data(PLACE, order_input(realtime, f"fast-{i}"), token=tree["A"].key)
+            for i in range(10)
+        )
+    )
+    elapsed = time.perf_counter() - started
+
+    # Then they are refused at once, with no order and no money taken
+    assert all(
+        r["placeOrder"]["order"] is None
+        and [e["code"] for e in r["placeOrder"]["userErrors"]] == ["SUPPLIER_UNAVAILABLE"]
+        for r in refused
+    )
+    assert elapsed < 2
+    assert await db.fetchval("SELECT count(*) FROM orders") == orders_before
+    assert await wallet(db, tree["A"]) == Decimal("1000.00")
+    # And the pool product still sells
+    sold = await api.data(PLACE, order_input(pooled, "pool-1"), token=tree["A"].key)
+    assert sold["placeOrder"]["order"]["status"] == "PAID"
+
+    # When the supplier is back and the breaker's cool-down has passed
+    with simulator(tmp_path, port=port):
+        await asyncio.sleep(0.6)
+        body = await api.data(PLACE, order_input(realtime, "back-1"), token=tree["A"].key)
+
+        # Then orders are bought again
+        assert body["placeOrder"]["order"]["status"] == "PAID"
+        assert len(body["placeOrder"]["codes"]) == 1
