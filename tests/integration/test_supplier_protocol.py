@@ -8,28 +8,20 @@ real HTTP and changes it on the way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import re
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from domain.backoff import delay
-from integrations import supplier_signing
 from integrations.suppliers import (
     HttpSupplier,
     SupplierAdapter,
@@ -37,85 +29,29 @@ from integrations.suppliers import (
     SupplierRejected,
     SupplierUnavailable,
 )
+from tests.simulator import SECRET, Simulator, admin, simulator
 
-REPO = Path(__file__).resolve().parents[2]
-SECRET = b"simulator-secret-0123456789abcdef"
 WRONG_SECRET = b"not-the-simulator-secret-98765432"
-START_TIMEOUT = 15.0
 CODE = re.compile(r"[A-Z0-9]{16}")
-
-
-@dataclass
-class Simulator:
-    url: str
-    process: subprocess.Popen[bytes]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"simulator exited with {process.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    pytest.fail(f"simulator did not listen within {START_TIMEOUT} s:\n{log.read_text()}")
-
-
-@contextlib.contextmanager
-def _simulator(log_dir: Path, *options: str) -> Iterator[Simulator]:
-    port = _free_port()
-    log = log_dir / f"supplier-sim-{port}.log"
-    with log.open("wb") as out:
-        # cwd is the repository, so `-m supplier_sim` runs this checkout's simulator.
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "supplier_sim",
-                *("--port", str(port), "--secret", SECRET.decode()),
-                *options,
-            ],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_listening(port, process, log)
-            yield Simulator(f"http://127.0.0.1:{port}", process)
-        finally:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with _simulator(tmp_path_factory.mktemp("sim")) as running:
+    with simulator(tmp_path_factory.mktemp("sim")) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def flaky_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     options = ("--failure-rate", "0.3", "--latency-ms", "20", "--seed", "7")
-    with _simulator(tmp_path_factory.mktemp("flaky"), *options) as running:
+    with simulator(tmp_path_factory.mktemp("flaky"), *options) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def catalog_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     """A simulator whose catalog each test using it replaces first."""
-    with _simulator(tmp_path_factory.mktemp("catalog")) as running:
+    with simulator(tmp_path_factory.mktemp("catalog")) as running:
         yield running
 
 
@@ -126,21 +62,8 @@ async def supplier(sim: Simulator) -> AsyncIterator[SupplierAdapter]:
         yield client
 
 
-async def _admin(sim: Simulator, method: str, path: str, payload: Any = None) -> Any:
-    """A signed call to the simulator's test hooks, with its answer's signature checked."""
-    body = b"" if payload is None else json.dumps(payload).encode()
-    headers = supplier_signing.sign(SECRET, method, path, body, int(time.time()))
-    async with httpx.AsyncClient(trust_env=False) as client:
-        response = await client.request(method, sim.url + path, content=body, headers=headers)
-    assert supplier_signing.verify(
-        SECRET, supplier_signing.RESPONSE, path, response.content, response.headers, time.time()
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 async def _stats(sim: Simulator) -> dict[str, Any]:
-    stats: dict[str, Any] = await _admin(sim, "GET", "/stats")
+    stats: dict[str, Any] = await admin(sim, "GET", "/stats")
     return stats
 
 
@@ -434,7 +357,7 @@ async def test_catalog_sync_sees_prices_availability_and_skus_change(
             "available": True,
         },
     ]
-    await _admin(catalog_sim, "POST", "/admin/catalog", {"items": items})
+    await admin(catalog_sim, "POST", "/admin/catalog", {"items": items})
 
     async with HttpSupplier(catalog_sim.url, SECRET, allow_private=True) as client:
         # Then the catalog shows exactly the new state
@@ -475,7 +398,7 @@ async def test_a_malformed_catalog_is_not_trusted(
         "cost": "12.30",
         "available": True,
     }
-    await _admin(catalog_sim, "POST", "/admin/catalog", {"items": [item | change]})
+    await admin(catalog_sim, "POST", "/admin/catalog", {"items": [item | change]})
 
     # Then reading the catalog fails as a supplier fault, not with a wrong price
     async with HttpSupplier(catalog_sim.url, SECRET, allow_private=True) as client:
