@@ -172,3 +172,88 @@ async def test_a_supplier_outage_fails_fast_and_pool_products_keep_selling(
         # Then orders are bought again
         assert body["placeOrder"]["order"]["status"] == "PAID"
         assert len(body["placeOrder"]["codes"]) == 1
+
+
+async def _paid_then_stopped(services: Any, product_id: str, buyer: Node, key: str) -> int:
+    """What a process leaves behind when it dies right after taking the payment and before
+    the supplier answered: an order FULFILLING, its purchase's lease run out."""
+    from domain.orders import sale_reference
+    from persistence import orders, sales, supplier_orders
+    from schema import ids
+
+    product = ids.decode("Product", product_id)
+    channel = ids.decode("Channel", buyer.id)
+    assert product is not None
+    assert channel is not None
+    path = await orders.channel_path(services.db, channel)
+    sale = sales.quote_from(
+        await sales.terms(services.db, path, product), buyer_id=channel, quantity=1
+    )
+    async with services.db.acquire() as conn, conn.transaction():
+        order = await supplier_orders.insert_order(
+            conn,
+            channel_id=channel,
+            product_id=product,
+            idempotency_key=key,
+            input_hash="-",
+            quantity=1,
+            unit_price=sale.chain.price,
+            total=sale.chain.price,
+            buyer={},
+            delivery=[],
+        )
+        settled = await sales.post(conn, sale, sale_reference(channel, key))
+        await supplier_orders.charge(conn, order.id, settled.transaction.id, PRICE, PRICE)
+        supplier = await conn.fetchval("SELECT supplier_id FROM products WHERE id = $1", product)
+        await supplier_orders.insert(
+            conn,
+            order_id=order.id,
+            supplier_id=supplier,
+            sku="GAME-100",
+            quantity=1,
+            lease_seconds=0,
+        )
+    return order.id
+
+
+async def test_a_purchase_left_unfinished_by_a_dead_process_is_completed_once(
+    api: Api,
+    tree: dict[str, Node],
+    db: asyncpg.Connection[Any],
+    server: Any,
+    tmp_path: Path,
+) -> None:
+    from integrations.suppliers import HttpSupplier
+    from persistence.supplier_orders import supplier_ref
+    from resolvers.realtime import SupplierOrderRecovery
+
+    with simulator(tmp_path) as sim:
+        product = await realtime_product(api, tree["root"].key, sim)
+        await funded(api, tree["root"].key, tree["A"].id, "100.00", "bank-1")
+        services = server.app.state.services
+        # Given two orders paid by a process that died: the supplier never heard of the
+        # first; it had sold the second's codes when the process died
+        never_asked = await _paid_then_stopped(services, product, tree["A"], "crash-1")
+        sold_before = await _paid_then_stopped(services, product, tree["A"], "crash-2")
+        async with HttpSupplier(sim.url, SECRET, allow_private=True) as supplier:
+            bought = await supplier.place(supplier_ref(sold_before), "GAME-100", 1)
+
+        # When the recovery pass runs
+        assert await SupplierOrderRecovery(services).run_once() == 2
+
+        # Then both orders are PAID with one code each, the second with the codes the
+        # supplier sold before, and the supplier sold each purchase once
+        rows = await db.fetch("SELECT id, status FROM orders ORDER BY id")
+        assert [(r["id"], r["status"]) for r in rows] == [
+            (never_asked, "PAID"),
+            (sold_before, "PAID"),
+        ]
+        stored = await db.fetchval(
+            "SELECT c.fingerprint FROM codes c JOIN order_codes oc ON oc.code_id = c.id"
+            " WHERE oc.order_id = $1",
+            sold_before,
+        )
+        assert stored == services.keyring.fingerprint(bought.codes[0].code)
+        stats = await admin(sim, "GET", "/stats")
+        assert stats["refs"] == {supplier_ref(never_asked): 1, supplier_ref(sold_before): 1}
+        assert await wallet(db, tree["A"]) == Decimal("100.00") - 2 * PRICE
