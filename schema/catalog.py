@@ -46,6 +46,14 @@ class Supplier:
     def created_at(self) -> datetime:
         return self.record.created_at
 
+    @strawberry.field(
+        description="When the catalog last applied (syncSupplierCatalog) was read; null: never."
+    )
+    async def synced_at(self, info: Info) -> datetime | None:
+        from resolvers.supplier_sync import supplier_synced_at
+
+        return await supplier_synced_at(info, self.record.id)
+
 
 @strawberry.type(description="A product's codes by state, summed over its pools.")
 class StockLevel:
@@ -142,6 +150,17 @@ class Product:
     def on_shelf(self) -> bool:
         return self.record.on_shelf
 
+    @strawberry.field(
+        description=(
+            "Since when its supplier no longer lists it (a catalog sync found it gone); null"
+            " while listed. Platform only; else null."
+        )
+    )
+    async def delisted_at(self, info: Info) -> datetime | None:
+        from resolvers.supplier_sync import product_delisted_at
+
+        return await product_delisted_at(info, self.record.id)
+
     @strawberry.field
     def created_at(self) -> datetime:
         return self.record.created_at
@@ -178,6 +197,42 @@ class CreateSupplierInput:
 
 @strawberry.type
 class CreateSupplierPayload:
+    supplier: Supplier | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class SyncSupplierCatalogInput:
+    supplier_id: strawberry.ID
+
+
+@strawberry.type(description="An item of a supplier's catalog that the sync left out, and why.")
+class SkippedCatalogItem:
+    sku: str
+    message: str
+
+
+@strawberry.type
+class SyncSupplierCatalogPayload:
+    created: int = strawberry.field(default=0, description="New products, off shelf.")
+    updated: int = strawberry.field(
+        default=0, description="Known products that changed (repriced and relisted included)."
+    )
+    delisted: int = strawberry.field(
+        default=0, description="Products no longer listed by the supplier, now off shelf."
+    )
+    repriced: int = strawberry.field(
+        default=0,
+        description=(
+            "Of the updated: products whose cost rose above their base price. The base price"
+            " was raised to the cost and the product taken off shelf until the platform sets"
+            " its price."
+        ),
+    )
+    skipped: list[SkippedCatalogItem] = strawberry.field(
+        default_factory=list,
+        description="Items that cannot be stored; their products, if any, were left as they were.",
+    )
     supplier: Supplier | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
@@ -291,6 +346,22 @@ class CatalogMutation:
         from resolvers import catalog
 
         return await catalog.create_supplier(info, input)
+
+    @strawberry.mutation(
+        description=(
+            "Read a supplier's catalog and apply it in one transaction (platform owners,"
+            " operators): new SKUs become REALTIME products, off shelf; known ones take the"
+            " supplier's name, face value, cost and availability; SKUs no longer listed are"
+            " delisted. A sync never puts a product on shelf. SUPPLIER_UNAVAILABLE, and"
+            " nothing changes, when the catalog cannot be read."
+        )
+    )
+    async def sync_supplier_catalog(
+        self, info: Info, input: SyncSupplierCatalogInput
+    ) -> SyncSupplierCatalogPayload:
+        from resolvers import supplier_sync
+
+        return await supplier_sync.sync_supplier_catalog(info, input)
 
     @strawberry.mutation(description="Add a product; it is on shelf unless `onShelf: false`.")
     async def create_product(self, info: Info, input: CreateProductInput) -> CreateProductPayload:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,10 @@ class Context:
     # The caller's purchase price by product id, batched over one request's products
     # (made on first use by resolvers.commerce; it caches nothing between loads).
     price_loader: DataLoader[int, Decimal] | None = None
+    # Product.delistedAt and Supplier.syncedAt by id, batched the same way (made on first
+    # use by resolvers.supplier_sync).
+    delisted_loader: DataLoader[int, datetime | None] | None = None
+    synced_loader: DataLoader[int, datetime | None] | None = None
 
 
 Info = strawberry.Info[Context, None]

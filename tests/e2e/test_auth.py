@@ -502,6 +502,11 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
              secret: "anon secret"}) { supplier { id } } }""",
         {},
     ),
+    "syncSupplierCatalog": (
+        "mutation",
+        'mutation { syncSupplierCatalog(input: {supplierId: "U3VwcGxpZXI6MQ=="}) { created } }',
+        {},
+    ),
     "createProduct": (
         "mutation",
         """mutation { createProduct(input: {name: "anon", category: VIDEO, faceValue: "30",
@@ -625,6 +630,20 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
     "retryFulfilment": (
         "mutation",
         'mutation { retryFulfilment(input: {orderId: "T3JkZXI6MQ=="}) { order { id } } }',
+        {},
+    ),
+    # deliveries
+    "webhookEndpoints": ("query", "{ webhookEndpoints { id url } }", {}),
+    "createWebhookEndpoint": (
+        "mutation",
+        """mutation { createWebhookEndpoint(input: {url: "http://127.0.0.1:9/hook"}) {
+             webhookEndpoint { id } secret } }""",
+        {},
+    ),
+    "disableWebhookEndpoint": (
+        "mutation",
+        """mutation { disableWebhookEndpoint(input: {
+             webhookEndpointId: "V2ViaG9va0VuZHBvaW50OjE="}) { webhookEndpoint { id } } }""",
         {},
     ),
     # Subscriptions are tested over WebSocket elsewhere; listed so none goes unnoticed.
