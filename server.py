@@ -41,9 +41,10 @@ from persistence.embedded import EmbeddedPostgres, EmbeddedValkey
 from persistence.events import EventHub
 from persistence.keyring import Keyring
 from persistence.read_cache import ReadCache, SharedInvalidation
-from resolvers import exports, payments
+from resolvers import exports, links, payments
 from resolvers.authentication import authenticate
 from resolvers.order_expiry import OrderExpiry
+from resolvers.outbox import Outbox
 from resolvers.supplier_clients import SupplierClients
 from schema.context import Context
 from schema.root import make_schema
@@ -67,6 +68,7 @@ class Services:
     reads: ReadCache
     invalidation: SharedInvalidation
     suppliers: SupplierClients
+    outbox: Outbox
     risk: RiskCheck = field(default_factory=AllowAll)
 
 
@@ -171,6 +173,8 @@ def create_app(settings: Settings) -> Starlette:
         await invalidation.start()
         keyring = await Keyring.load(db, settings.resolved_master_key())
         suppliers = SupplierClients(db, keyring, settings)
+        outbox = Outbox(db, keyring, settings)
+        await outbox.start()
         app.state.services = Services(
             settings=settings,
             db=db,
@@ -183,10 +187,12 @@ def create_app(settings: Settings) -> Starlette:
             reads=reads,
             invalidation=invalidation,
             suppliers=suppliers,
+            outbox=outbox,
         )
         try:
             yield
         finally:
+            await outbox.stop()
             await suppliers.aclose()
             await invalidation.stop()
             await expiry.stop()
@@ -205,6 +211,8 @@ def create_app(settings: Settings) -> Starlette:
             Route("/metrics", metrics),
             Route("/exports/statements/{channel_id}.csv", exports.statement_csv),
             Route("/payments/callback", payments.payment_callback, methods=["POST"]),
+            Route("/r/{token}", links.link_page),
+            Route("/r/{token}/qr.svg", links.link_qr),
         ],
         lifespan=lifespan,
     )

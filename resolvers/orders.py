@@ -39,8 +39,6 @@ from schema.context import RECHECK_SECONDS, Info, require_viewer
 from schema.errors import ErrorCode, UserError, bad_request, user_error
 from schema.orders import (
     DeliveredCode,
-    Delivery,
-    DeliveryStatus,
     Order,
     OrderCode,
     OrderFilter,
@@ -421,12 +419,6 @@ async def orders_page(
 
 async def resolve_codes(info: Info, record: OrderRecord) -> list[OrderCode]:
     return [OrderCode(record=c) for c in await orders.codes_of(info.context.services.db, record.id)]
-
-
-def resolve_deliveries(record: OrderRecord) -> list[Delivery]:
-    if record.status is not OrderStatus.PAID and record.status is not OrderStatus.REFUNDED:
-        return []
-    return [Delivery(method=DeliveryMethod.API, status=DeliveryStatus.DELIVERED, attempts=1)]
 
 
 async def resolve_product(info: Info, record: OrderRecord) -> Product | None:

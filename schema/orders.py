@@ -95,7 +95,18 @@ class Delivery:
     status: DeliveryStatus
     attempts: int
     last_error: str | None = None
-    url: str | None = None
+    url: str | None = strawberry.field(
+        default=None,
+        description="LINK: the buyer's page, for the ordering channel only (a path unless "
+        "the server's public URL is set).",
+    )
+    target: str | None = strawberry.field(
+        default=None, description="EMAIL and SMS: the address or number, masked."
+    )
+    delivered_at: datetime | None = None
+    next_attempt_at: datetime | None = strawberry.field(
+        default=None, description="When the next attempt is due, while one is."
+    )
 
 
 @strawberry.type
@@ -171,11 +182,15 @@ class Order:
 
         return await resolve_codes(info, self.record)
 
-    @strawberry.field
-    def deliveries(self) -> list[Delivery]:
-        from resolvers.orders import resolve_deliveries
+    @strawberry.field(
+        description="How the codes went out: API (in placeOrder's answer), then each queued "
+        "delivery with its attempts. FAILED: the last attempt failed and another is due at "
+        "`nextAttemptAt`; DEAD: given up."
+    )
+    async def deliveries(self, info: Info) -> list[Delivery]:
+        from resolvers.deliveries import deliveries_of
 
-        return resolve_deliveries(self.record)
+        return await deliveries_of(info, self.record)
 
     @strawberry.field
     async def product(

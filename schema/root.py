@@ -15,6 +15,7 @@ from schema.catalog import CatalogMutation, CatalogQuery
 from schema.channels import Channel, CreateChannelInput, CreateChannelPayload
 from schema.commerce import CommerceMutation, CommerceQuery
 from schema.context import Info
+from schema.deliveries import DeliveriesMutation, DeliveriesQuery
 from schema.extensions import extensions
 from schema.ledger import LedgerMutation, LedgerQuery
 from schema.orders import OrdersMutation, OrdersQuery, OrdersSubscription
@@ -92,6 +93,7 @@ Query = merge_types(
         CommerceQuery,
         LedgerQuery,
         OrdersQuery,
+        DeliveriesQuery,
     ),
 )
 Mutation = merge_types(
@@ -104,6 +106,7 @@ Mutation = merge_types(
         CommerceMutation,
         LedgerMutation,
         OrdersMutation,
+        DeliveriesMutation,
     ),
 )
 Subscription = merge_types(

@@ -632,6 +632,20 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
         'mutation { retryFulfilment(input: {orderId: "T3JkZXI6MQ=="}) { order { id } } }',
         {},
     ),
+    # deliveries
+    "webhookEndpoints": ("query", "{ webhookEndpoints { id url } }", {}),
+    "createWebhookEndpoint": (
+        "mutation",
+        """mutation { createWebhookEndpoint(input: {url: "http://127.0.0.1:9/hook"}) {
+             webhookEndpoint { id } secret } }""",
+        {},
+    ),
+    "disableWebhookEndpoint": (
+        "mutation",
+        """mutation { disableWebhookEndpoint(input: {
+             webhookEndpointId: "V2ViaG9va0VuZHBvaW50OjE="}) { webhookEndpoint { id } } }""",
+        {},
+    ),
     # Subscriptions are tested over WebSocket elsewhere; listed so none goes unnoticed.
     "channelCreated": ("subscription", "subscription { channelCreated { id } }", {}),
     "stockChanged": ("subscription", "subscription { stockChanged { productId available } }", {}),
