@@ -17,9 +17,10 @@ from typing import Any
 
 from domain import ledger as rules
 from domain.ledger import TransactionKind
+from domain.orders import QueuedDelivery
 from domain.settlement import AccountKind
 from persistence.ledger import InsufficientBalance, account_ids
-from persistence.orders import DuplicateOrder, OrderRecord
+from persistence.orders import DuplicateOrder, OrderRecord, queue_deliveries
 from persistence.queries import queries
 from persistence.sales import Quote
 
@@ -40,6 +41,7 @@ class PaidOrder:
     sale: Quote
     ref: str
     actor: str
+    delivery: tuple[QueuedDelivery, ...] = ()
 
     async def __call__(self, conn: Any, code_ids: tuple[int, ...]) -> SoldOrder:
         """Written alone: a batch of one."""
@@ -137,6 +139,7 @@ async def write_batch(
         column(lambda o: transaction_of[o.ref]),
         column(lambda o: json.dumps(o.buyer)),
         pool_id,
+        column(lambda o: json.dumps([d.as_json() for d in o.delivery])),
     )
     if len(orders) != len(written):
         # The ledger reference and the order key are one; only a row written by hand
@@ -153,6 +156,9 @@ async def write_batch(
             channel_ids.append(order.channel_id)
             actors.append(order.actor)
     await conn.execute(Q["attach_codes"], order_ids, code_ids, channel_ids, actors)
+    await queue_deliveries(
+        conn, [by_key[(sales[i][0].channel_id, sales[i][0].key)] for i in written]
+    )
     sealed = {r["id"]: r for r in await conn.fetch(Q["sealed"], code_ids)}
     for i in written:
         order, codes = sales[i]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -10,7 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from domain.orders import OrderStatus, PaymentMethod
+from domain.orders import OrderStatus, PaymentMethod, QueuedDelivery
+from persistence import deliveries
 from persistence.queries import queries
 from persistence.types import Db
 
@@ -39,6 +41,7 @@ class OrderRecord:
     expires_at: datetime | None = None
     status_reason: str | None = None
     refund_transaction_id: int | None = None
+    delivery: tuple[QueuedDelivery, ...] = ()
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> OrderRecord:
@@ -56,7 +59,7 @@ class OrderRecord:
             status=OrderStatus(row["status"]),
             pool_id=row["pool_id"],
             sale_transaction_id=row["sale_transaction_id"],
-            buyer=json.loads(buyer) if isinstance(buyer, str) else dict(buyer),
+            buyer=dict(_json(buyer)),
             created_at=row["created_at"],
             paid_at=row["paid_at"],
             payment_reference=row["payment_reference"],
@@ -64,7 +67,24 @@ class OrderRecord:
             expires_at=row["expires_at"],
             status_reason=row["status_reason"],
             refund_transaction_id=row["refund_transaction_id"],
+            delivery=tuple(QueuedDelivery.from_json(d) for d in _json(row["delivery"])),
         )
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def queue_deliveries(conn: Any, paid: Sequence[OrderRecord]) -> bool:
+    """Queue the deliveries the orders asked for, in the transaction that pays them;
+    whether there were any (the outbox is then worth waking after the commit)."""
+    requested = [
+        deliveries.Requested(order.id, order.channel_id, d.method.value, d.target)
+        for order in paid
+        for d in order.delivery
+    ]
+    await deliveries.enqueue(conn, requested)
+    return bool(requested)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +167,7 @@ async def insert_awaiting(
     pool_id: int,
     buyer: dict[str, Any],
     awaiting: Awaiting,
+    delivery: Sequence[QueuedDelivery],
 ) -> OrderRecord:
     """An EXTERNAL order holding a reservation; raises DuplicateOrder when the key is taken."""
     row = await db.fetchrow(
@@ -163,6 +184,7 @@ async def insert_awaiting(
         awaiting.payment_reference,
         awaiting.reservation_ref,
         awaiting.expires_at,
+        json.dumps([d.as_json() for d in delivery]),
     )
     if row is None:
         raise DuplicateOrder(idempotency_key)

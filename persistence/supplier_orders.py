@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from domain.orders import QueuedDelivery
 from persistence.orders import DuplicateOrder, OrderRecord
 from persistence.queries import queries
 from persistence.types import Db
@@ -75,7 +77,7 @@ async def insert_order(
     unit_price: Decimal,
     total: Decimal,
     buyer: dict[str, Any],
-    delivery: list[dict[str, Any]],
+    delivery: Sequence[QueuedDelivery],
 ) -> OrderRecord:
     """A REALTIME order waiting for its codes; raises DuplicateOrder when the key is taken."""
     row = await conn.fetchrow(
@@ -88,7 +90,7 @@ async def insert_order(
         unit_price,
         total,
         json.dumps(buyer),
-        json.dumps(delivery),
+        json.dumps([d.as_json() for d in delivery]),
     )
     if row is None:
         raise DuplicateOrder(idempotency_key)

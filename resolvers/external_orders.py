@@ -20,7 +20,7 @@ from typing import Any
 from actors.messages import Reserved
 from domain.access import Principal
 from domain.money import cents
-from domain.orders import sale_reference
+from domain.orders import QueuedDelivery, sale_reference
 from domain.pricing import PriceBelowCost, resolve
 from persistence import orders, pools, pricing
 from persistence.catalog import ProductRecord
@@ -64,11 +64,12 @@ async def reserve_for_payment(
     key: str,
     digest: str,
     request: dict[str, Any],
+    delivery: list[QueuedDelivery],
 ) -> OrderRecord | DuplicateOrder | UserError:
     async with _one_at_a_time(viewer.channel_id, key):
         if await orders.by_key(info.context.services.db, viewer.channel_id, key) is not None:
             return DuplicateOrder(key)
-        return await _reserve(info, viewer, product, quantity, key, digest, request)
+        return await _reserve(info, viewer, product, quantity, key, digest, request, delivery)
 
 
 async def _reserve(
@@ -79,6 +80,7 @@ async def _reserve(
     key: str,
     digest: str,
     request: dict[str, Any],
+    delivery: list[QueuedDelivery],
 ) -> OrderRecord | DuplicateOrder | UserError:
     services = info.context.services
     path = await pricing.price_path(services.db, viewer.channel_path, product.id)
@@ -116,6 +118,7 @@ async def _reserve(
                     pool_id=pool.id,
                     buyer=request["buyer"] or {},
                     awaiting=Awaiting(payment_reference(), ref, reserved.expires_at),
+                    delivery=delivery,
                 )
                 held = list(reserved.code_ids)
                 await orders.attach_codes(conn, order.id, held)

@@ -121,6 +121,8 @@ async def apply_payment(
     except _AlreadyClaimed as claimed:
         return await _replay(services.db, claimed.earlier, order)
     if applied.order.status is not order.status:
+        if applied.order.delivery:
+            services.outbox.wake()
         await publish(services, applied.order)
     return applied
 
@@ -207,6 +209,7 @@ async def _paid_with(
     await orders.attach_missing_codes(conn, current.id, sold)
     updated = await orders.mark_paid(conn, current.id, pool_id, settled.transaction.id)
     await orders.record_events(conn, sold, "SOLD", current.id, current.channel_id, paid.actor)
+    await orders.queue_deliveries(conn, [updated])
     return Applied(updated, payment)
 
 

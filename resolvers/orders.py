@@ -15,10 +15,11 @@ from domain.channels import check_sale
 from domain.orders import (
     MAX_KEY,
     MAX_QUANTITY,
-    SUPPORTED_DELIVERY,
     DeliveryMethod,
     OrderStatus,
     PaymentMethod,
+    QueuedDelivery,
+    delivery_plan,
     input_hash,
     sale_reference,
 )
@@ -82,6 +83,8 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
         assert isinstance(outcome, UserError), "a duplicate is committed before it is told"
         return PlaceOrderPayload(user_errors=[outcome])
     if isinstance(outcome, SoldOrder):
+        if outcome.record.delivery:
+            info.context.services.outbox.wake()
         record, delivered = outcome.record, await _delivered(info, outcome.sealed)
     else:
         record, delivered = outcome, await _plaintext(info, outcome)
@@ -133,13 +136,20 @@ async def _place(
     problem = _check_input(viewer, input)
     if problem:
         return problem
+    buyer = input.buyer
+    plan, wrong = delivery_plan(
+        [(DeliveryMethod(d.method), d.target) for d in input.delivery or []],
+        buyer.email if buyer else None,
+        buyer.phone if buyer else None,
+    )
+    if wrong:
+        return user_error(ErrorCode.INVALID_INPUT, wrong.message, wrong.field)
     offer = await _offer(info, viewer, input.product_id)
     product = offer.product
     if product is None or not product.on_shelf or offer.terms is None:
         return user_error(
             ErrorCode.PRODUCT_NOT_VISIBLE, "This product is not for sale to you.", "productId"
         )
-    buyer = input.buyer
     refusal = check_sale(
         offer.restrictions,
         buyer.region if buyer else None,
@@ -167,16 +177,16 @@ async def _place(
                 "payment",
             )
         return await _buy_from_supplier(
-            info, viewer, product, offer, input.quantity, key, digest, request
+            info, viewer, product, offer, input.quantity, key, digest, request, plan
         )
     if PaymentMethod(input.payment) is PaymentMethod.EXTERNAL:
         from resolvers.external_orders import reserve_for_payment
 
         return await reserve_for_payment(
-            info, viewer, product, input.quantity, key, digest, request
+            info, viewer, product, input.quantity, key, digest, request, plan
         )
     return await _sell_from_pools(
-        info, viewer, product, offer, input.quantity, key, digest, request
+        info, viewer, product, offer, input.quantity, key, digest, request, plan
     )
 
 
@@ -201,13 +211,6 @@ def _check_input(viewer: Principal, input: PlaceOrderInput) -> UserError | None:
         return user_error(
             ErrorCode.INVALID_INPUT, f"Order 1 to {MAX_QUANTITY} codes at a time.", "quantity"
         )
-    for i, delivery in enumerate(input.delivery or []):
-        if DeliveryMethod(delivery.method) not in SUPPORTED_DELIVERY:
-            return user_error(
-                ErrorCode.INVALID_INPUT,
-                f"Delivery by {DeliveryMethod(delivery.method).value} is not available yet.",
-                f"delivery.{i}.method",
-            )
     return None
 
 
@@ -220,6 +223,7 @@ async def _sell_from_pools(
     key: str,
     digest: str,
     request: dict[str, Any],
+    plan: list[QueuedDelivery],
 ) -> SoldOrder | DuplicateOrder | UserError:
     """Sell from the product's pools in turn until one has the codes, or issue new ones
     for a GENERATED product. The sale is quoted first, outside the sale's transaction."""
@@ -244,6 +248,7 @@ async def _sell_from_pools(
         sale,
         ref,
         _actor(viewer),
+        tuple(plan),
     )
     try:
         if product.fulfilment is Fulfilment.GENERATED:
@@ -274,6 +279,7 @@ async def _buy_from_supplier(
     key: str,
     digest: str,
     request: dict[str, Any],
+    plan: list[QueuedDelivery],
 ) -> SoldOrder | realtime.Failed | DuplicateOrder | UserError:
     assert offer.terms is not None, "a visible product has terms"
     try:
@@ -285,7 +291,7 @@ async def _buy_from_supplier(
             key=key,
             digest=digest,
             buyer=request["buyer"] or {},
-            delivery=[{"method": m, "target": t} for m, t in request["delivery"]],
+            delivery=plan,
             actor=_actor(viewer),
         )
     except PriceBelowCost:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from domain import backoff
-from domain.orders import OrderStatus, sale_reference
+from domain.orders import OrderStatus, QueuedDelivery, sale_reference
 from integrations.suppliers import SupplierError, SupplierOrder, SupplierRejected
 from persistence import codes, orders, sales, supplied, supplier_orders
 from persistence.catalog import ProductRecord
@@ -65,7 +65,7 @@ async def buy(
     key: str,
     digest: str,
     buyer: dict[str, Any],
-    delivery: list[dict[str, Any]],
+    delivery: list[QueuedDelivery],
     actor: str,
 ) -> SoldOrder | Failed | DuplicateOrder | UserError:
     """Pay for a REALTIME order from the buyer's wallet and buy its codes. Raises
@@ -189,7 +189,10 @@ async def _deliver(
             await orders.record_events(conn, code_ids, kind, order.id, order.channel_id, actor)
         paid = await orders.mark_paid(conn, order.id, pool_id, order.sale_transaction_id)
         await supplier_orders.finish(conn, order.id, SupplierOrderStatus.FULFILLED, tries, None)
+        queued = await orders.queue_deliveries(conn, [paid])
         sealed = await codes.sealed(conn, code_ids)
+    if queued:
+        services.outbox.wake()
     await _publish(services, paid)
     return SoldOrder(paid, sealed)
 

@@ -29,14 +29,14 @@ ORDER BY u.n;
 -- name: insert_orders
 INSERT INTO orders (channel_id, product_id, idempotency_key, input_hash, quantity,
                     unit_price, total, payment, status, pool_id, sale_transaction_id, buyer,
-                    paid_at)
+                    paid_at, delivery)
 SELECT u.channel_id, u.product_id, u.idempotency_key, u.input_hash, u.quantity,
        u.unit_price, u.total, 'BALANCE', 'PAID', $10, u.sale_transaction_id, u.buyer::jsonb,
-       now()
+       now(), u.delivery::jsonb
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::numeric[],
-            $7::numeric[], $8::bigint[], $9::text[]) WITH ORDINALITY
+            $7::numeric[], $8::bigint[], $9::text[], $11::text[]) WITH ORDINALITY
     AS u (channel_id, product_id, idempotency_key, input_hash, quantity, unit_price, total,
-          sale_transaction_id, buyer, n)
+          sale_transaction_id, buyer, delivery, n)
 ORDER BY u.n
 ON CONFLICT (channel_id, idempotency_key) DO NOTHING
 RETURNING *;

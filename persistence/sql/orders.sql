@@ -34,8 +34,9 @@ SELECT code_id FROM order_codes WHERE order_id = $1 ORDER BY code_id;
 -- An EXTERNAL order holding a reservation; nothing when the key is taken.
 INSERT INTO orders (channel_id, product_id, idempotency_key, input_hash, quantity,
                     unit_price, total, payment, status, pool_id, buyer,
-                    payment_reference, reservation_ref, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 'EXTERNAL', 'AWAITING_PAYMENT', $8, $9, $10, $11, $12)
+                    payment_reference, reservation_ref, expires_at, delivery)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'EXTERNAL', 'AWAITING_PAYMENT', $8, $9, $10, $11, $12,
+        $13::jsonb)
 ON CONFLICT (channel_id, idempotency_key) DO NOTHING
 RETURNING *;
 

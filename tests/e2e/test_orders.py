@@ -218,9 +218,10 @@ async def test_codes_are_plain_for_the_buyer_only_and_every_reveal_is_logged(
         ({"quantity": 0}, ("quantity", "INVALID_INPUT")),
         ({"quantity": 101}, ("quantity", "INVALID_INPUT")),
         ({"productId": "UHJvZHVjdDo5OTk="}, ("productId", "PRODUCT_NOT_VISIBLE")),
+        ({"delivery": [{"method": "EMAIL"}]}, ("delivery.0.target", "INVALID_INPUT")),
         (
-            {"delivery": [{"method": "EMAIL", "target": "a@b.cd"}]},
-            ("delivery.0.method", "INVALID_INPUT"),
+            {"delivery": [{"method": "LINK"}, {"method": "SMS", "target": "12345"}]},
+            ("delivery.1.target", "INVALID_INPUT"),
         ),
         ({"idempotencyKey": ""}, ("idempotencyKey", "INVALID_INPUT")),
     ],
