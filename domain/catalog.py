@@ -15,7 +15,7 @@ from domain.channels import Problem
 MAX_PRODUCT_NAME = 200
 MAX_SKU = 100
 MAX_URL = 500
-MIN_SECRET = 8
+MIN_SECRET = 16  # HMAC keys shorter than this are refused by the supplier client too
 MAX_SECRET = 512
 MAX_VALIDITY_DAYS = 3650
 MAX_USES = 1_000_000

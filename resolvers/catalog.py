@@ -24,7 +24,8 @@ from domain.catalog import (
     search_pattern,
     visibility_path,
 )
-from domain.channels import clean_name
+from domain.channels import Problem, clean_name
+from integrations.targets import TargetRefused, TargetUnresolved, check_target
 from persistence import catalog
 from persistence.catalog import DuplicateSupplierSku, ProductRecord, RetiredKey
 from resolvers.channels import invalid
@@ -133,10 +134,17 @@ async def create_supplier(info: Info, input: CreateSupplierInput) -> CreateSuppl
     name, name_problem = clean_name(input.name)
     base_url, url_problem = clean_base_url(input.base_url)
     problems = [p for p in (name_problem, url_problem, check_secret(input.secret)) if p]
+    services = info.context.services
+    if not url_problem:
+        try:
+            await check_target(base_url, allow_private=services.settings.allow_private_targets)
+        except TargetUnresolved:
+            pass  # a name that does not resolve now may later; each call checks again
+        except TargetRefused as refused:
+            problems.append(Problem("baseUrl", f"This address is not allowed: {refused.reason}."))
     if problems:
         return CreateSupplierPayload(user_errors=[invalid(p) for p in problems])
 
-    services = info.context.services
     for attempt in range(1, SEAL_ATTEMPTS + 1):
         # Another process may have rotated the keys: seal with the key active now. A
         # rotation that deletes that key before the row is in makes the insert fail;

@@ -257,10 +257,40 @@ async def test_create_supplier_refuses_bad_input(
             {
                 "field": ["secret"],
                 "code": "INVALID_INPUT",
-                "message": "Give a secret of 8 to 512 characters without surrounding spaces.",
+                "message": "Give a secret of 16 to 512 characters without surrounding spaces.",
             },
         ],
     }
+    assert await catalog_rows(db) == [[], []]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:9000/api", "127.0.0.1 is a loopback address"),
+        ("http://localhost/api", "localhost is a loopback name"),
+        ("http://10.1.2.3", "10.1.2.3 is a private address"),
+    ],
+)
+async def test_a_supplier_on_a_private_address_is_refused(
+    api: Api, platform_key: str, db: asyncpg.Connection[Any], url: str, reason: str
+) -> None:
+    # When the platform names a supplier on a loopback or private address (not allowed
+    # here: QUANYI_ALLOW_PRIVATE_TARGETS is off)
+    refused = await api.data(
+        CREATE_SUPPLIER,
+        {"input": {"name": "Inside", "baseUrl": url, "secret": SECRET}},
+        token=platform_key,
+    )
+
+    # Then it is refused and nothing is stored
+    assert refused["createSupplier"]["userErrors"] == [
+        {
+            "field": ["baseUrl"],
+            "code": "INVALID_INPUT",
+            "message": f"This address is not allowed: {reason}.",
+        }
+    ]
     assert await catalog_rows(db) == [[], []]
 
 

@@ -240,7 +240,7 @@ def test_credentials_in_a_base_url_are_refused() -> None:
 @pytest.mark.parametrize("bad", ["short", " padded-secret ", "x" * 513, ""])
 def test_bad_secrets_are_refused(bad: str) -> None:
     assert check_secret(bad) == Problem(
-        "secret", "Give a secret of 8 to 512 characters without surrounding spaces."
+        "secret", "Give a secret of 16 to 512 characters without surrounding spaces."
     )
 
 
