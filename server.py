@@ -45,7 +45,9 @@ from resolvers import exports, links, payments
 from resolvers.authentication import authenticate
 from resolvers.order_expiry import OrderExpiry
 from resolvers.outbox import Outbox
+from resolvers.realtime import SupplierOrderRecovery
 from resolvers.supplier_clients import SupplierClients
+from resolvers.supplier_sync import SupplierSync
 from schema.context import Context
 from schema.root import make_schema
 from settings import Settings
@@ -189,9 +191,15 @@ def create_app(settings: Settings) -> Starlette:
             suppliers=suppliers,
             outbox=outbox,
         )
+        recovery = SupplierOrderRecovery(app.state.services)
+        await recovery.start()
+        catalog_sync = SupplierSync(db, suppliers, invalidation, settings.supplier_sync_seconds)
+        await catalog_sync.start()
         try:
             yield
         finally:
+            await catalog_sync.stop()
+            await recovery.stop()
             await outbox.stop()
             await suppliers.aclose()
             await invalidation.stop()
