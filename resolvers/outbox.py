@@ -103,8 +103,8 @@ class Outbox:
             # Our claims left unrecorded become due for other workers from here on.
             await self._lock.close()
 
-    async def run_once(self) -> int:
-        """Claim what is due and start sending it; returns how many were claimed."""
+    async def _pass(self) -> None:
+        """Claim what is due, as far as there is room, and start sending it."""
         if self._lock is None or self._lock.is_closed():
             await self._take_worker_id()
         now = time.monotonic()
@@ -115,17 +115,14 @@ class Outbox:
             )
             if released:
                 log.warning("outbox: %d deliveries of stopped workers are due again", released)
-        claimed = 0
         while (free := CONCURRENCY - len(self._sending)) > 0:
             jobs = await deliveries.claim(self.db, self._worker, free, LEASE_SECONDS)
             for job in jobs:
                 task = asyncio.create_task(self._deliver(job), name=f"delivery-{job.id}")
                 self._sending.add(task)
                 task.add_done_callback(self._sent)
-            claimed += len(jobs)
             if len(jobs) < free:
                 break
-        return claimed
 
     async def _take_worker_id(self) -> None:
         assert self.settings.database_url
@@ -143,7 +140,7 @@ class Outbox:
         while True:
             self._wakeup.clear()
             try:
-                await self.run_once()
+                await self._pass()
             except Exception as error:
                 # The database may be away for a moment; the rows wait for us there.
                 log.warning("outbox pass failed: %s", type(error).__name__)

@@ -8,7 +8,7 @@ CREATE TABLE webhook_endpoints (
     kind text NOT NULL CHECK (kind IN ('GENERIC', 'WECOM', 'DINGTALK')),
     -- The URL as shown, its query values masked: WeCom and DingTalk robots carry their
     -- key in the query, which is as good as a password.
-    display_url text NOT NULL CHECK (length(display_url) BETWEEN 1 AND 2048),
+    display_url text NOT NULL CHECK (display_url <> ''),
     events text[] NOT NULL CHECK (cardinality(events) > 0),
     -- The URL and the signing secret as JSON, sealed with the keyring's data key `key_id`
     -- (associated data "webhook-secret"): we must post to and sign with them.

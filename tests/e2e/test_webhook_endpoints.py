@@ -84,9 +84,10 @@ async def test_an_owner_registers_an_endpoint_and_sees_its_secret_once(
     assert secret.encode() not in stored
     assert b"query-key-1" not in stored
 
-    # And a secret of the caller's own is taken and not echoed
-    own = await create_endpoint(api, a.key, url=PUBLIC, secret=secret)
+    # And a secret of the caller's own is taken and not echoed; user info is masked too
+    own = await create_endpoint(api, a.key, url="https://bot:pw@1.1.1.1/h?a&b=1", secret=secret)
     assert own["secret"] is None
+    assert own["webhookEndpoint"]["url"] == "https://***@1.1.1.1/h?a=***&b=***"
 
 
 async def test_refused_endpoints_are_told_why_and_change_nothing(
