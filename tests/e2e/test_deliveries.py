@@ -11,8 +11,6 @@ import asyncpg
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-import domain.orders
-from domain.orders import DeliveryMethod
 from settings import Settings
 from tests.conftest import Api, LiveServer, Node
 from tests.e2e.test_orders import PLACE
@@ -34,11 +32,6 @@ from tests.integration.test_outbox import (
 
 __all__ = ["product", "receiver", "smtp"]  # fixtures, imported for this module's tests
 
-# placeOrder queues deliveries once the orders work wires them in; until then it refuses
-# every method but API (domain.orders.SUPPORTED_DELIVERY).
-QUEUES_DELIVERIES = DeliveryMethod.WEBHOOK in getattr(
-    domain.orders, "SUPPORTED_DELIVERY", frozenset(DeliveryMethod)
-)
 UNCONFIGURED = "unconfigured"
 
 
@@ -58,7 +51,6 @@ def settings(
     )
 
 
-@pytest.mark.skipif(not QUEUES_DELIVERIES, reason="placeOrder does not queue deliveries yet")
 async def test_an_order_goes_out_by_every_method_it_asks_for(
     server: LiveServer,
     api: Api,
