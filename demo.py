@@ -7,10 +7,19 @@ fresh ones.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import secrets
+import socket
 import string
-from dataclasses import dataclass
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
 
@@ -27,6 +36,9 @@ from persistence.import_sources import ListSource
 from persistence.keyring import Keyring
 from persistence.ledger import Conn
 from persistence.types import Db
+from resolvers.catalog import SUPPLIER_SECRET_AAD
+from resolvers.supplier_clients import SupplierClients
+from resolvers.supplier_sync import sync_supplier
 from schema import ids
 from settings import Settings
 
@@ -70,6 +82,85 @@ PRODUCTS: list[tuple[str, ProductCategory, str, str, str, int]] = [
 ]
 
 
+SUPPLIER_NAME = "演示供应商 Demo Supplier (simulator)"
+# The simulator's SKUs the demo sells, with the platform's base price for each.
+REALTIME_PRICES = {"VIDEO-VIP-1M": Decimal("27.00"), "GAME-100": Decimal("96.00")}
+SIMULATOR_START_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class DemoSupplier:
+    url: str
+    secret: str
+
+
+@contextlib.contextmanager
+def supplier_simulator(data_dir: Path) -> Iterator[DemoSupplier]:
+    """The supplier simulator in a process of its own, for as long as the demo runs. Its
+    port and secret are kept in the data directory, so a restart finds it where it was."""
+    state = data_dir / "demo-supplier.json"
+    saved = json.loads(state.read_text()) if state.exists() else {}
+    secret = saved.get("secret") or secrets.token_urlsafe(32)
+    port = saved.get("port")
+    if not port or not _free(port):
+        port = _any_free_port()
+    fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"port": port, "secret": secret}, out)
+    process = subprocess.Popen(  # noqa: S603 - our own module
+        [
+            sys.executable,
+            "-m",
+            "supplier_sim",
+            "--port",
+            str(port),
+            "--secret",
+            secret,
+            "--latency-ms",
+            "300",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + SIMULATOR_START_SECONDS
+        while not _answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the demo's supplier simulator did not start")
+            time.sleep(0.1)
+        yield DemoSupplier(f"http://127.0.0.1:{port}", secret)
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _any_free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+    except OSError:
+        return False
+
+
 async def create_admin(dsn: str, email: str, password: str) -> str | None:
     """Create the platform owner; returns what is wrong instead when it cannot."""
     cleaned, problem = clean_email(email)
@@ -85,7 +176,9 @@ async def create_admin(dsn: str, email: str, password: str) -> str | None:
     return None if created else f"a user with e-mail {cleaned} exists already"
 
 
-async def seed(settings: Settings, host: str, port: int) -> str:
+async def seed(
+    settings: Settings, host: str, port: int, supplier: DemoSupplier | None = None
+) -> str:
     assert settings.database_url
     conn = await asyncpg.connect(settings.database_url)
     try:
@@ -94,8 +187,10 @@ async def seed(settings: Settings, host: str, port: int) -> str:
             keyring = await Keyring.load(conn, settings.resolved_master_key())
             stocked = await _seed_catalog(conn, keyring)
             money = await _seed_commerce(conn, seeded)
+            supplier_id = await _seed_supplier(conn, keyring, supplier) if supplier else None
     finally:
         await conn.close()
+    bought = await _sync_supplier(settings, keyring, supplier_id) if supplier_id else []
     url = f"http://{host}:{port}/graphql"
     return "\n".join(
         [
@@ -113,6 +208,7 @@ async def seed(settings: Settings, host: str, port: int) -> str:
             *lines,
             "  Products with pools of codes:",
             *stocked,
+            *bought,
             *money,
             "",
         ]
@@ -185,6 +281,51 @@ async def _seed_catalog(db: Db, keyring: Keyring) -> list[str]:
         stock = sum(p.available for p in await pools.by_product(db, product_id))
         lines.append(f"    {name}: {stock} codes available")
     return lines
+
+
+async def _seed_supplier(db: Conn, keyring: Keyring, supplier: DemoSupplier) -> int:
+    """The simulator as the platform's supplier, pointed at where it runs now."""
+    key_id, sealed = keyring.encrypt(supplier.secret, aad=SUPPLIER_SECRET_AAD)
+    supplier_id = await catalog.supplier_id_by_name(db, SUPPLIER_NAME)
+    if supplier_id is None:
+        record = await catalog.insert_supplier(db, SUPPLIER_NAME, supplier.url, sealed, key_id)
+        return record.id
+    await catalog.reconnect_supplier(db, supplier_id, supplier.url, sealed, key_id)
+    return supplier_id
+
+
+async def _sync_supplier(settings: Settings, keyring: Keyring, supplier_id: int) -> list[str]:
+    """The simulator's catalog, synced as ``syncSupplierCatalog`` does, and two of its
+    products priced and put on shelf."""
+    assert settings.database_url
+    db = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    clients = SupplierClients(db, keyring, settings)
+    try:
+        await sync_supplier(db, clients, supplier_id)
+        lines = ["  Products bought from the supplier when ordered (REALTIME):"]
+        first = None
+        async with db.acquire() as conn, conn.transaction():
+            for sku, base_price in REALTIME_PRICES.items():
+                product_id = await catalog.product_id_by_sku(conn, supplier_id, sku)
+                assert product_id is not None, "the sync made it"
+                draft = await catalog.lock_product(conn, product_id)
+                assert draft is not None, "the sync made it"
+                await catalog.update_product(
+                    conn, product_id, replace(draft, base_price=base_price, on_shelf=True)
+                )
+                lines.append(f"    {draft.name} ({ids.encode('Product', product_id)})")
+                first = first or ids.encode("Product", product_id)
+        lines += [
+            "  Buy one with the Pudong Store's key, and open the link page made for the buyer:",
+            '    mutation { placeOrder(input: {idempotencyKey: "first-supplier-order", '
+            f'productId: "{first}", quantity: 1, buyer: {{region: "CN-SH"}}, '
+            "delivery: [{method: LINK}]}) { order { status deliveries { method status url } } "
+            "codes { code } userErrors { code message } } }",
+        ]
+        return lines
+    finally:
+        await clients.aclose()
+        await db.close()
 
 
 def _demo_code() -> str:

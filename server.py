@@ -267,13 +267,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with infrastructure(settings) as resolved:
+    with infrastructure(settings) as resolved, contextlib.ExitStack() as demo:
         assert resolved.database_url
         asyncio.run(migrations.migrate(resolved.database_url))
         if args.demo:
-            from demo import seed
+            from demo import seed, supplier_simulator
 
-            print(asyncio.run(seed(resolved, host=args.host, port=args.port)), flush=True)
+            # The demo's supplier is a local process, and its links must open as given.
+            resolved = resolved.model_copy(
+                update={
+                    "allow_private_targets": True,
+                    "public_url": resolved.public_url or f"http://{args.host}:{args.port}",
+                }
+            )
+            supplier = demo.enter_context(supplier_simulator(resolved.data_dir))
+            print(
+                asyncio.run(seed(resolved, host=args.host, port=args.port, supplier=supplier)),
+                flush=True,
+            )
         config = uvicorn.Config(
             create_app(resolved),
             host=args.host,

@@ -170,6 +170,17 @@ async def supplier_connection(db: Db, supplier_id: int) -> SupplierConnection | 
     return SupplierConnection(**dict(row)) if row else None
 
 
+async def supplier_id_by_name(db: Db, name: str) -> int | None:
+    supplier_id: int | None = await db.fetchval(Q["supplier_id_by_name"], name)
+    return supplier_id
+
+
+async def reconnect_supplier(
+    db: Db, supplier_id: int, base_url: str, secret_ciphertext: bytes, key_id: int
+) -> None:
+    await db.execute(Q["reconnect_supplier"], supplier_id, base_url, secret_ciphertext, key_id)
+
+
 async def all_suppliers(db: Db) -> list[SupplierRecord]:
     return [SupplierRecord.from_row(r) for r in await db.fetch(Q["all_suppliers"])]
 
@@ -277,6 +288,11 @@ async def stock(db: Db, product_id: int) -> StockRecord:
     row = await db.fetchrow(Q["stock"], product_id)
     assert row is not None, "an aggregate always has one row"
     return StockRecord.from_row(row, product_id)
+
+
+async def product_id_by_sku(db: Db, supplier_id: int, sku: str) -> int | None:
+    product_id: int | None = await db.fetchval(Q["product_id_by_sku"], supplier_id, sku)
+    return product_id
 
 
 async def product_id_by_name(db: Db, name: str) -> int | None:

@@ -149,3 +149,13 @@ SELECT id FROM products WHERE name = $1 ORDER BY id LIMIT 1;
 -- name: supplier_connection
 -- What calling a supplier needs, its sealed secret included: for the supplier clients only.
 SELECT id, base_url, secret_ciphertext, key_id FROM suppliers WHERE id = $1;
+
+-- name: supplier_id_by_name
+SELECT id FROM suppliers WHERE name = $1 ORDER BY id LIMIT 1;
+
+-- name: reconnect_supplier
+-- A supplier that moved (the demo's simulator on another port) or changed its secret.
+UPDATE suppliers SET base_url = $2, secret_ciphertext = $3, key_id = $4 WHERE id = $1;
+
+-- name: product_id_by_sku
+SELECT id FROM products WHERE supplier_id = $1 AND supplier_sku = $2;
