@@ -22,12 +22,16 @@ from domain.codes import code_aad, password_aad
 from persistence.database import create_pool
 from persistence.keyring import Keyring, add_key
 from persistence.queries import queries
+from persistence.webhook_endpoints import SECRET_AAD as WEBHOOK_SECRET_AAD
 
 Q = queries("rotation")
 log = logging.getLogger(__name__)
 
 # Must match the associated data resolvers/catalog.py seals supplier secrets with.
 SUPPLIER_SECRET_AAD = b"supplier-secret"
+# Secrets sealed whole under one key per row: (table's SQL blocks, associated data).
+_SUPPLIERS = ("suppliers_batch", "rewrite_suppliers", SUPPLIER_SECRET_AAD)
+_WEBHOOKS = ("webhook_endpoints_batch", "rewrite_webhook_endpoints", WEBHOOK_SECRET_AAD)
 # pg_advisory_lock key: one rotation at a time across every process.
 _LOCK_KEY = 0x5155_414E_5949_524B  # "QUANYIRK"
 BATCH_ROWS = 1000
@@ -45,6 +49,7 @@ class RotationReport:
     new_key_id: int
     codes: int = 0
     suppliers: int = 0
+    webhook_endpoints: int = 0
     passes: int = 0
     deleted_keys: list[int] = field(default_factory=list)
 
@@ -102,12 +107,18 @@ async def _rotate(
             raise RuntimeError(f"old keys still in use after {MAX_PASSES} passes")
         codes_left = await db.fetchval(Q["count_codes_with_keys"], old)
         suppliers_left = await db.fetchval(Q["count_suppliers_with_keys"], old)
+        webhooks_left = await db.fetchval(Q["count_webhook_endpoints_with_keys"], old)
         progress(
-            f"pass {report.passes}: {codes_left} codes and {suppliers_left} suppliers"
-            " under old keys"
+            f"pass {report.passes}: {codes_left} codes, {suppliers_left} suppliers and"
+            f" {webhooks_left} webhook endpoints under old keys"
         )
         report.codes += await _rewrite_codes(db, keyring, new_key_id, old, batch_rows, progress)
-        report.suppliers += await _rewrite_suppliers(db, keyring, new_key_id, old, batch_rows)
+        report.suppliers += await _rewrite_secrets(
+            db, keyring, new_key_id, old, batch_rows, _SUPPLIERS
+        )
+        report.webhook_endpoints += await _rewrite_secrets(
+            db, keyring, new_key_id, old, batch_rows, _WEBHOOKS
+        )
         try:
             deleted = [r["id"] for r in await db.fetch(Q["delete_unused_keys"], old)]
         except asyncpg.ForeignKeyViolationError:
@@ -121,7 +132,8 @@ async def _rotate(
     await keyring.reload(db)
     passes = f"{report.passes} pass" + ("" if report.passes == 1 else "es")
     progress(
-        f"done: {report.codes} codes and {report.suppliers} suppliers re-encrypted under key"
+        f"done: {report.codes} codes, {report.suppliers} suppliers and"
+        f" {report.webhook_endpoints} webhook endpoints re-encrypted under key"
         f" {new_key_id} in {passes}; deleted keys {sorted(report.deleted_keys)}"
     )
     return report
@@ -172,28 +184,32 @@ def _reseal_codes(
     return ids, old_keys, codes, passwords
 
 
-async def _rewrite_suppliers(
-    db: asyncpg.Pool[Any], keyring: Keyring, new_key_id: int, old: list[int], batch_rows: int
+async def _rewrite_secrets(
+    db: asyncpg.Pool[Any],
+    keyring: Keyring,
+    new_key_id: int,
+    old: list[int],
+    batch_rows: int,
+    table: tuple[str, str, bytes],
 ) -> int:
+    batch, rewrite, aad = table
     done, after = 0, 0
     new_key = keyring.keys[new_key_id]
     while True:
         async with db.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(Q["suppliers_batch"], old, after, batch_rows)
+            rows = await conn.fetch(Q[batch], old, after, batch_rows)
             if not rows:
                 return done
             secrets = [
                 crypto.seal(
                     new_key,
-                    crypto.open_sealed(
-                        keyring.keys[r["key_id"]], r["secret_ciphertext"], SUPPLIER_SECRET_AAD
-                    ),
-                    SUPPLIER_SECRET_AAD,
+                    crypto.open_sealed(keyring.keys[r["key_id"]], r["secret_ciphertext"], aad),
+                    aad,
                 )
                 for r in rows
             ]
             await conn.execute(
-                Q["rewrite_suppliers"],
+                Q[rewrite],
                 new_key_id,
                 [r["id"] for r in rows],
                 [r["key_id"] for r in rows],

@@ -36,6 +36,23 @@ WHERE s.id = u.id AND s.key_id = u.old_key_id;
 -- name: count_suppliers_with_keys
 SELECT count(*) FROM suppliers WHERE key_id = ANY($1::int[]);
 
+-- name: webhook_endpoints_batch
+SELECT id, secret_ciphertext, key_id
+FROM webhook_endpoints
+WHERE key_id = ANY($1::int[]) AND id > $2
+ORDER BY id
+LIMIT $3
+FOR NO KEY UPDATE SKIP LOCKED;
+
+-- name: rewrite_webhook_endpoints
+UPDATE webhook_endpoints AS w
+SET secret_ciphertext = u.secret_ciphertext, key_id = $1
+FROM unnest($2::bigint[], $3::int[], $4::bytea[]) AS u (id, old_key_id, secret_ciphertext)
+WHERE w.id = u.id AND w.key_id = u.old_key_id;
+
+-- name: count_webhook_endpoints_with_keys
+SELECT count(*) FROM webhook_endpoints WHERE key_id = ANY($1::int[]);
+
 -- name: delete_unused_keys
 -- The foreign keys stay the last word: a row inserted with an old key by a transaction
 -- still running makes this fail, and the rotation makes another pass.
@@ -43,4 +60,5 @@ DELETE FROM encryption_keys AS k
 WHERE k.id = ANY($1::int[]) AND NOT k.active
   AND NOT EXISTS (SELECT 1 FROM codes WHERE key_id = k.id)
   AND NOT EXISTS (SELECT 1 FROM suppliers WHERE key_id = k.id)
+  AND NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE key_id = k.id)
 RETURNING k.id;

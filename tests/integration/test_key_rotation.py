@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from domain.codes import RowError
-from persistence import codes
+from persistence import codes, webhook_endpoints
 from persistence.import_sources import ListSource, RawRow
 from persistence.keyring import Keyring
 from persistence.rotation import (
@@ -70,6 +70,23 @@ async def add_supplier(db: asyncpg.Connection[Any], keyring: Keyring, secret: st
     return supplier_id
 
 
+async def add_webhook_endpoint(db: asyncpg.Connection[Any], keyring: Keyring) -> int:
+    root = await db.fetchval("SELECT id FROM channels WHERE parent_id IS NULL")
+    key_id, sealed = webhook_endpoints.seal(
+        keyring, webhook_endpoints.EndpointTarget("https://hooks.example/in?key=k", "whsec_x")
+    )
+    endpoint_id: int = await db.fetchval(
+        """INSERT INTO webhook_endpoints (channel_id, kind, display_url, events,
+                                          secret_ciphertext, key_id)
+           VALUES ($1, 'GENERIC', 'https://hooks.example/in', '{order.paid}', $2, $3)
+           RETURNING id""",
+        root,
+        sealed,
+        key_id,
+    )
+    return endpoint_id
+
+
 async def test_rotation_while_reads_and_imports_continue(
     db: asyncpg.Connection[Any], pg: asyncpg.Pool[Any], master_key: bytes
 ) -> None:
@@ -80,6 +97,7 @@ async def test_rotation_while_reads_and_imports_continue(
     await codes.import_codes(pg, keyring, pool_id, ListSource(rows))
     expected = await plaintexts(pg, keyring, pool_id, rows)
     supplier_id = await add_supplier(db, keyring, "supplier-shared-secret")
+    endpoint_id = await add_webhook_endpoint(db, keyring)
     assert await key_ids(db) == ([1], [1], [1])
 
     # And a server process reading codes with a keyring of its own, and another importing
@@ -167,21 +185,33 @@ async def test_rotation_while_reads_and_imports_continue(
         pg, sealed["key_id"], sealed["secret_ciphertext"], SUPPLIER_SECRET_AAD
     )
     assert secret == "supplier-shared-secret"
-    # And it took a second pass for the late import's rows
-    assert (report.codes, report.suppliers, report.passes, report.deleted_keys) == (
-        8_000,
-        1,
-        2,
-        [1],
+    # And so does the webhook endpoint's
+    endpoint = await db.fetchrow(
+        "SELECT secret_ciphertext, key_id FROM webhook_endpoints WHERE id = $1", endpoint_id
     )
+    assert endpoint is not None
+    assert endpoint["key_id"] == 2
+    target = await webhook_endpoints.open_sealed(
+        pg, fresh, endpoint["key_id"], endpoint["secret_ciphertext"]
+    )
+    assert (target.url, target.secret) == ("https://hooks.example/in?key=k", "whsec_x")
+    # And it took a second pass for the late import's rows
+    assert (
+        report.codes,
+        report.suppliers,
+        report.webhook_endpoints,
+        report.passes,
+        report.deleted_keys,
+    ) == (8_000, 1, 1, 2, [1])
     # And the progress tells counts only
     assert lines[:2] == [
         "key 2 is active; old keys: [1]",
-        "pass 1: 6000 codes and 1 suppliers under old keys",
+        "pass 1: 6000 codes, 1 suppliers and 1 webhook endpoints under old keys",
     ]
-    assert "pass 2: 2000 codes and 0 suppliers under old keys" in lines
+    assert "pass 2: 2000 codes, 0 suppliers and 0 webhook endpoints under old keys" in lines
     assert lines[-1] == (
-        "done: 8000 codes and 1 suppliers re-encrypted under key 2 in 2 passes; deleted keys [1]"
+        "done: 8000 codes, 1 suppliers and 1 webhook endpoints re-encrypted under key 2"
+        " in 2 passes; deleted keys [1]"
     )
     printed = "\n".join(lines)
     assert not any(code in printed for code, _ in expected.values())
@@ -272,7 +302,8 @@ async def test_rotate_keys_command(
     assert done.returncode == 0, done.stderr
     assert "codes re-encrypted: 1500" in done.stdout
     assert done.stdout.splitlines()[-1] == (
-        "done: 1500 codes and 0 suppliers re-encrypted under key 2 in 1 pass; deleted keys [1]"
+        "done: 1500 codes, 0 suppliers and 0 webhook endpoints re-encrypted under key 2"
+        " in 1 pass; deleted keys [1]"
     )
     assert not any(code in done.stdout + done.stderr for code, _, _ in rows)
     assert await key_ids(db) == ([2], [2], [])
