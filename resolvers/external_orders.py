@@ -25,6 +25,7 @@ from domain.pricing import PriceBelowCost, resolve
 from persistence import orders, pools, pricing
 from persistence.catalog import ProductRecord
 from persistence.orders import Awaiting, DuplicateOrder, OrderRecord
+from resolvers.orders import price_below_cost
 from schema.context import Info
 from schema.errors import ErrorCode, UserError, user_error
 
@@ -89,11 +90,7 @@ async def _reserve(
     try:
         chain = resolve(path.cost, path.base_price, path.levels)
     except PriceBelowCost:
-        return user_error(
-            ErrorCode.PRICE_BELOW_COST,
-            "Your price is below your parent's now; ask your parent to correct it.",
-            "productId",
-        )
+        return price_below_cost()
     unit_price = chain.price
     total = cents(unit_price * quantity)
     ref = f"{sale_reference(viewer.channel_id, key)}#{secrets.token_hex(6)}"

@@ -9,8 +9,6 @@ A payment that arrives later is still taken: see ``resolvers.order_payments``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +19,7 @@ from actors.registry import PoolRegistry
 from persistence import orders
 from persistence.events import EventHub
 from resolvers.orders import TOPIC_ORDER_UPDATED
+from resolvers.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -28,24 +27,17 @@ BATCH = 100
 ACTOR = "expiry"
 
 
-class OrderExpiry:
+class OrderExpiry(Periodic):
+    name = "order-expiry"
+    batch = BATCH
+
     def __init__(
         self, db: asyncpg.Pool[Any], pools: PoolRegistry, events: EventHub, interval: float
     ) -> None:
+        super().__init__(interval)
         self.db = db
         self.pools = pools
         self.events = events
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="order-expiry")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def run_once(self) -> int:
         """Expire what is due now; returns how many orders were due."""
@@ -65,12 +57,3 @@ class OrderExpiry:
                 )
             await self.events.publish(TOPIC_ORDER_UPDATED, {"id": order.id, "path": expired[1]})
         return len(due)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                while await self.run_once() == BATCH:
-                    pass
-            except Exception as error:
-                log.warning("order expiry pass failed: %r", error)

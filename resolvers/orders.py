@@ -202,6 +202,14 @@ def _request(input: PlaceOrderInput) -> dict[str, Any]:
     }
 
 
+def price_below_cost() -> UserError:
+    return user_error(
+        ErrorCode.PRICE_BELOW_COST,
+        "Your price is below your parent's now; ask your parent to correct it.",
+        "productId",
+    )
+
+
 def _check_input(viewer: Principal, input: PlaceOrderInput) -> UserError | None:
     if viewer.is_platform:
         return user_error(
@@ -233,11 +241,7 @@ async def _sell_from_pools(
     try:
         sale = sales.quote_from(offer.terms, buyer_id=viewer.channel_id, quantity=quantity)
     except PriceBelowCost:
-        return user_error(
-            ErrorCode.PRICE_BELOW_COST,
-            "Your price is below your parent's now; ask your parent to correct it.",
-            "productId",
-        )
+        return price_below_cost()
     paid = PaidOrder(
         0,
         viewer.channel_id,
@@ -295,11 +299,7 @@ async def _buy_from_supplier(
             actor=_actor(viewer),
         )
     except PriceBelowCost:
-        return user_error(
-            ErrorCode.PRICE_BELOW_COST,
-            "Your price is below your parent's now; ask your parent to correct it.",
-            "productId",
-        )
+        return price_below_cost()
     except DuplicateOrder as duplicate:
         return duplicate
     except ledger.IdempotencyConflict:

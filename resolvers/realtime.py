@@ -11,7 +11,6 @@ for the same ref; a purchase whose process died is taken up again by the recover
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from persistence.order_batches import SoldOrder
 from persistence.orders import DuplicateOrder, OrderRecord
 from persistence.sales import Quote
 from persistence.supplier_orders import SupplierOrderStatus
+from resolvers.periodic import Periodic
 from resolvers.supplier_clients import UnknownSupplier
 from schema.errors import ErrorCode, UserError, user_error
 
@@ -264,23 +264,16 @@ async def _publish(services: Services, order: OrderRecord) -> None:
     await publish(services, order)
 
 
-class SupplierOrderRecovery:
+class SupplierOrderRecovery(Periodic):
     """Takes up purchases whose process stopped before finishing them (a crash, a kill):
     their lease ran out, so this process asks the supplier for the same ref again."""
 
+    name = "supplier-order-recovery"
+    batch = RECOVERY_BATCH
+
     def __init__(self, services: Services) -> None:
+        super().__init__(min(5.0, lease_seconds(services) / 3))
         self.services = services
-        self.interval = min(5.0, lease_seconds(services) / 3)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="supplier-order-recovery")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def run_once(self) -> int:
         due = await supplier_orders.take_abandoned(
@@ -288,11 +281,3 @@ class SupplierOrderRecovery:
         )
         await asyncio.gather(*(fulfil(self.services, order_id, "recovery") for order_id in due))
         return len(due)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("supplier order recovery pass failed")
-            await asyncio.sleep(self.interval)

@@ -12,7 +12,6 @@ the one applied last would undo newer news: it changes nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from persistence import catalog, supplier_sync
 from persistence.catalog import SupplierRecord
 from persistence.read_cache import SharedInvalidation
 from resolvers.catalog import catalog_forbidden, supplier_not_found
+from resolvers.periodic import Periodic
 from resolvers.supplier_clients import SupplierClients, UnknownSupplier
 from schema import ids
 from schema.catalog import (
@@ -123,12 +123,14 @@ async def sync_supplier_catalog(
 # --- the periodic sync ------------------------------------------------------------------
 
 
-class SupplierSync:
+class SupplierSync(Periodic):
     """Syncs every supplier's catalog every ``interval`` seconds; 0 never does.
 
-    A supplier that cannot be read is logged and tried again next time; nothing ends the
-    loop but ``stop``. It runs outside GraphQL, so it drops the read caches itself.
+    A supplier that cannot be read is logged and tried again next time. It runs outside
+    GraphQL, so it drops the read caches itself.
     """
+
+    name = "supplier-sync"
 
     def __init__(
         self,
@@ -137,22 +139,11 @@ class SupplierSync:
         invalidation: SharedInvalidation,
         interval: float,
     ) -> None:
+        super().__init__(interval)
         self.db = db
         self.suppliers = suppliers
         self.invalidation = invalidation
-        self.interval = interval
         self._limit = asyncio.Semaphore(CONCURRENT_SYNCS)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        if self.interval > 0:
-            self._task = asyncio.create_task(self._run(), name="supplier-sync")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def run_once(self) -> int:
         """Syncs every supplier once; returns how many were synced."""
@@ -184,14 +175,6 @@ class SupplierSync:
                 len(result.skipped),
             )
         return result
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("supplier catalog sync pass failed")
 
 
 # --- fields -----------------------------------------------------------------------------

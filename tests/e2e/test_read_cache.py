@@ -4,28 +4,18 @@ next request to any other server sharing the database and Valkey."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import httpx
 
 from settings import Settings
-from tests.conftest import Api, Node, live_server
+from tests.conftest import Api, Node, eventually, live_server
 from tests.e2e.test_auth import REVOKE_KEY
 from tests.e2e.test_commerce import SET_PRICE
 from tests.e2e.test_ledger_api import funded
 from tests.e2e.test_orders import PLACE, order_input, stocked_product
 
 VIEWER = "{ viewer { role } }"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 3.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def test_a_price_set_is_paid_by_the_very_next_order(api: Api, tree: dict[str, Node]) -> None:

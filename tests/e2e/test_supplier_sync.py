@@ -5,7 +5,7 @@ refusals that change nothing; and the periodic sync on its own."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +18,7 @@ from resolvers.supplier_sync import SupplierSync
 from server import Services
 from settings import Settings
 from supplier_sim import DEFAULT_CATALOG
-from tests.conftest import Api, LiveServer, Node
+from tests.conftest import Api, LiveServer, Node, eventually
 from tests.e2e.test_auth import snapshot
 from tests.e2e.test_catalog import (
     CREATE_SUPPLIER,
@@ -138,15 +138,6 @@ def row(
         "on_shelf": on_shelf,
         "delisted": delisted,
     }
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 # --- the first sync ---------------------------------------------------------------------
