@@ -27,6 +27,8 @@ from integrations.http_outcome import Outcome
 WebhookKind = Literal["GENERIC", "WECOM", "DINGTALK"]
 
 ORDER_PAID = "order.paid"
+# A code frozen because a merchant not authorised for its channel tried to redeem it.
+CODE_FROZEN = "code.frozen"
 WHSEC_PREFIX = "whsec_"
 # WeCom refuses markdown over 4096 bytes; DingTalk takes more, but one limit keeps both
 # messages alike.

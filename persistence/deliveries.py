@@ -10,6 +10,7 @@ for their leases to run out.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -119,6 +120,26 @@ class Job:
     paid_at: datetime | None
     created_at: datetime
     endpoint: Endpoint | None
+    # "order.paid" (the order's codes, read when sent) or another event with its message.
+    event: str = "order.paid"
+    payload: dict[str, Any] | None = None
+
+
+async def notify(
+    conn: Db,
+    *,
+    order_id: int,
+    event: str,
+    event_key: str,
+    channel_ids: Sequence[int],
+    payload: dict[str, Any],
+) -> None:
+    """Queue ``event`` about one of the order's codes (told apart by ``event_key``) to the
+    webhook endpoints of ``channel_ids`` subscribed to it, in the caller's transaction.
+    Queueing it again changes nothing."""
+    await conn.execute(
+        Q["notify"], order_id, event, event_key, list(channel_ids), json.dumps(payload)
+    )
 
 
 async def take_worker_id(conn: asyncpg.Connection[Any]) -> int:
@@ -155,6 +176,8 @@ async def claim(db: Db, worker: int, limit: int, lease_seconds: float) -> list[J
             )
             if r["endpoint_id"] is not None
             else None,
+            event=r["event"],
+            payload=json.loads(r["payload"]) if r["payload"] is not None else None,
         )
         for r in rows
     ]

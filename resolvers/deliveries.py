@@ -35,7 +35,7 @@ MAX_SECRET = 200
 MAX_REASON = 500
 # Every active endpoint gets a message per paid order: a bound on the fan-out.
 ENDPOINT_LIMIT = 20
-EVENTS = frozenset({webhooks.ORDER_PAID})
+EVENTS = frozenset({webhooks.ORDER_PAID, webhooks.CODE_FROZEN})
 _MASK = "***"
 
 

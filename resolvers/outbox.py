@@ -163,6 +163,10 @@ class Outbox:
 
     async def _attempt(self, job: Job) -> tuple[Outcome, list[int]]:
         """Send once; the outcome and the codes sent."""
+        if job.payload is not None:
+            return await self._webhook(
+                job, webhooks.event(job.event, job.payload, job.created_at)
+            ), []
         if job.order_status != "PAID":
             return http_outcome.failed(f"The order is {job.order_status}; nothing is sent."), []
         plain = await codes.reveal_order(self.db, self.keyring, job.order_id)
@@ -170,23 +174,15 @@ class Outbox:
             return http_outcome.failed("The order holds no codes."), []
         code_ids = [c.id for c in plain]
         if job.method == "WEBHOOK":
-            return await self._webhook(job, plain), code_ids
+            return await self._webhook(job, self._paid_event(job, plain)), code_ids
         if job.method == "EMAIL":
             return await self._email(job, plain), code_ids
         if job.method == "SMS":
             return await self._sms_message(job, plain), code_ids
         return http_outcome.failed(f"{job.method} is not sent by the outbox."), []
 
-    async def _webhook(self, job: Job, plain: Sequence[PlainCode]) -> Outcome:
-        endpoint = job.endpoint
-        assert endpoint is not None, "a WEBHOOK row names its endpoint"
-        assert self._http is not None
-        if endpoint.disabled:
-            return http_outcome.failed("The webhook endpoint is disabled.")
-        target = await webhook_endpoints.open_sealed(
-            self.db, self.keyring, endpoint.key_id, endpoint.secret_ciphertext
-        )
-        event = webhooks.order_paid_event(
+    def _paid_event(self, job: Job, plain: Sequence[PlainCode]) -> dict[str, Any]:
+        return webhooks.order_paid_event(
             ids.encode("Order", job.order_id),
             ids.encode("Channel", job.channel_id),
             ids.encode("Product", job.product_id),
@@ -201,6 +197,16 @@ class Outbox:
                 for c in plain
             ],
             job.paid_at or job.created_at,
+        )
+
+    async def _webhook(self, job: Job, event: dict[str, Any]) -> Outcome:
+        endpoint = job.endpoint
+        assert endpoint is not None, "a WEBHOOK row names its endpoint"
+        assert self._http is not None
+        if endpoint.disabled:
+            return http_outcome.failed("The webhook endpoint is disabled.")
+        target = await webhook_endpoints.open_sealed(
+            self.db, self.keyring, endpoint.key_id, endpoint.secret_ciphertext
         )
         return await webhooks.send(
             self._http,

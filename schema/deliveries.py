@@ -88,7 +88,9 @@ class CreateWebhookEndpointInput:
     url: str = strawberry.field(description="http or https; a public address.")
     kind: WebhookKind = WebhookKind.GENERIC
     events: list[str] | None = strawberry.field(
-        default=None, description="Defaults to `order.paid`, the only event so far."
+        default=None,
+        description="Defaults to `order.paid`; `code.frozen` tells of codes frozen at a"
+        " redemption outside their channel's territory.",
     )
     secret: str | None = strawberry.field(
         default=None,

@@ -51,3 +51,16 @@ CREATE INDEX redemptions_merchant ON redemptions (merchant_id, id);
 -- What else an event needs to say: the merchant of a redemption, the method of a delivery,
 -- the reason of a freeze.
 ALTER TABLE code_events ADD COLUMN detail jsonb;
+
+-- The outbox carries events other than a paid order's codes: a code frozen because a
+-- merchant not authorised for its channel tried to redeem it is told to the code's channel
+-- and the platform. Their message is kept with the row; event_key tells apart messages of
+-- one kind about one order (one per code).
+ALTER TABLE deliveries ADD COLUMN event text NOT NULL DEFAULT 'order.paid';
+ALTER TABLE deliveries ADD COLUMN event_key text;
+ALTER TABLE deliveries ADD COLUMN payload jsonb;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_event_payload
+    CHECK ((event = 'order.paid') = (payload IS NULL));
+DROP INDEX deliveries_once;
+CREATE UNIQUE INDEX deliveries_once ON deliveries (order_id, method, coalesce(target, ''),
+    coalesce(endpoint_id, 0), event, coalesce(event_key, ''));

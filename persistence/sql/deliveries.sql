@@ -35,7 +35,7 @@ WITH due AS (
     RETURNING d.*
 )
 SELECT c.id, c.order_id, c.channel_id, c.method, c.target, c.attempts, c.created_at,
-       o.status AS order_status, o.product_id, o.paid_at, p.name AS product_name,
+       c.event, c.payload, o.status AS order_status, o.product_id, o.paid_at, p.name AS product_name,
        e.id AS endpoint_id, e.kind AS endpoint_kind, e.secret_ciphertext, e.key_id,
        e.disabled_at AS endpoint_disabled_at
 FROM claimed c
@@ -102,3 +102,13 @@ RETURNING d.order_id, d.channel_id, d.link_views, d.created_at, p.name AS produc
 SELECT d.link_views, d.created_at, o.status AS order_status
 FROM deliveries d JOIN orders o ON o.id = d.order_id
 WHERE d.id = $1 AND d.method = 'LINK';
+
+-- name: notify
+-- An event about an order's code ($2: its kind, $3: which code) to the webhook endpoints
+-- of the channels $4 subscribed to it, with its message $5.
+INSERT INTO deliveries (order_id, channel_id, method, endpoint_id, status, event, event_key,
+                        payload)
+SELECT $1, e.channel_id, 'WEBHOOK', e.id, 'PENDING', $2, $3, $5::jsonb
+FROM webhook_endpoints e
+WHERE e.channel_id = ANY($4::bigint[]) AND e.disabled_at IS NULL AND $2 = ANY (e.events)
+ON CONFLICT DO NOTHING;

@@ -122,7 +122,7 @@ async def test_refused_endpoints_are_told_why_and_change_nothing(
         (
             a.key,
             {"url": PUBLIC, "events": ["order.paid", "order.shipped"]},
-            invalid("events", "Unknown events: order.shipped. Known: order.paid."),
+            invalid("events", "Unknown events: order.shipped. Known: code.frozen, order.paid."),
         ),
         (
             a.key,
@@ -154,7 +154,7 @@ async def test_refused_endpoints_are_told_why_and_change_nothing(
             {"url": "", "events": ["nope"]},
             [
                 *invalid("url", "Give the endpoint's URL."),
-                *invalid("events", "Unknown events: nope. Known: order.paid."),
+                *invalid("events", "Unknown events: nope. Known: code.frozen, order.paid."),
             ],
         ),
         (
