@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from actors.bridge import Reply
-from persistence.code_states import SaleWork
+from persistence.code_states import MoveEvent, SaleWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,18 +117,21 @@ class ReleaseExpired:
 class Freeze:
     code_ids: tuple[int, ...]
     reply: Reply[Changed]
+    event: MoveEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Unfreeze:
     code_ids: tuple[int, ...]
     reply: Reply[Changed]
+    event: MoveEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Void:
     code_ids: tuple[int, ...]
     reply: Reply[Changed]
+    event: MoveEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)

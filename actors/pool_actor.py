@@ -40,7 +40,7 @@ from actors.messages import (
     Void,
 )
 from persistence import code_states
-from persistence.code_states import Counts
+from persistence.code_states import Counts, MoveEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -130,11 +130,14 @@ class PoolActor(pykka.ThreadingActor):
                 case ReleaseExpired():
                     answers.append((command.reply, self._release(None, datetime.now(UTC))))
                 case Freeze():
-                    answers.append((command.reply, self._move(command.code_ids, "frozen")))
+                    moved = self._move(command.code_ids, "frozen", command.event)
+                    answers.append((command.reply, moved))
                 case Unfreeze():
-                    answers.append((command.reply, self._move(command.code_ids, None)))
+                    moved = self._move(command.code_ids, None, command.event)
+                    answers.append((command.reply, moved))
                 case Void():
-                    answers.append((command.reply, self._move(command.code_ids, "voided")))
+                    moved = self._move(command.code_ids, "voided", command.event)
+                    answers.append((command.reply, moved))
                 case Refresh():
                     self._refresh()
                     answers.append((command.reply, self._snapshot()))
@@ -282,7 +285,9 @@ class PoolActor(pykka.ThreadingActor):
         self._give_back(moved.ids)
         return Changed(tuple(moved.ids))
 
-    def _move(self, code_ids: tuple[int, ...], target: str | None) -> Changed:
+    def _move(
+        self, code_ids: tuple[int, ...], target: str | None, event: MoveEvent | None
+    ) -> Changed:
         sources = {"frozen": ["available", "sold"], "voided": ["available", "frozen", "sold"]}
         moved = self._db(
             code_states.move(
@@ -292,6 +297,7 @@ class PoolActor(pykka.ThreadingActor):
                 list(code_ids),
                 sources[target] if target else ["frozen"],
                 target,
+                event,
             )
         )
         self.counts = moved.counts

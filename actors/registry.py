@@ -46,7 +46,7 @@ from actors.messages import (
 )
 from actors.pool_actor import PoolActor
 from persistence import code_states
-from persistence.code_states import SaleWork
+from persistence.code_states import MoveEvent, SaleWork
 from persistence.events import EventHub
 from settings import Settings
 
@@ -197,14 +197,22 @@ class PoolRegistry:
     async def release_expired(self, pool_id: int) -> Changed:
         return await self._ask(pool_id, ReleaseExpired)
 
-    async def freeze(self, pool_id: int, code_ids: list[int]) -> Changed:
-        return await self._ask(pool_id, lambda r: Freeze(tuple(code_ids), r))
+    # With ``event``, each code moved gets that event in the statement that moves it.
 
-    async def unfreeze(self, pool_id: int, code_ids: list[int]) -> Changed:
-        return await self._ask(pool_id, lambda r: Unfreeze(tuple(code_ids), r))
+    async def freeze(
+        self, pool_id: int, code_ids: list[int], event: MoveEvent | None = None
+    ) -> Changed:
+        return await self._ask(pool_id, lambda r: Freeze(tuple(code_ids), r, event))
 
-    async def void(self, pool_id: int, code_ids: list[int]) -> Changed:
-        return await self._ask(pool_id, lambda r: Void(tuple(code_ids), r))
+    async def unfreeze(
+        self, pool_id: int, code_ids: list[int], event: MoveEvent | None = None
+    ) -> Changed:
+        return await self._ask(pool_id, lambda r: Unfreeze(tuple(code_ids), r, event))
+
+    async def void(
+        self, pool_id: int, code_ids: list[int], event: MoveEvent | None = None
+    ) -> Changed:
+        return await self._ask(pool_id, lambda r: Void(tuple(code_ids), r, event))
 
     async def snapshot(self, pool_id: int) -> PoolSnapshot:
         return await self._ask(pool_id, Snapshot)

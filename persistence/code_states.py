@@ -6,6 +6,7 @@ as they are after the write, so the actor never has to count codes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,10 +86,26 @@ async def release(
     return _moved(await db.fetchrow(Q["release"], pool_id, epoch, ref, expired_by))
 
 
+@dataclass(frozen=True, slots=True)
+class MoveEvent:
+    """The code event a move records for each code it moves, in the same statement."""
+
+    kind: str
+    actor: str
+    detail: dict[str, Any]
+
+
 async def move(
-    db: Db, pool_id: int, epoch: int, ids: list[int], sources: list[str], target: str | None
+    db: Db,
+    pool_id: int,
+    epoch: int,
+    ids: list[int],
+    sources: list[str],
+    target: str | None,
+    event: MoveEvent | None = None,
 ) -> Moved:
-    return _moved(await db.fetchrow(Q["move"], pool_id, epoch, ids, sources, target))
+    recorded = (event.kind, event.actor, json.dumps(event.detail)) if event else (None, None, None)
+    return _moved(await db.fetchrow(Q["move"], pool_id, epoch, ids, sources, target, *recorded))
 
 
 class StaleWindow(Exception):

@@ -86,7 +86,9 @@ FROM counted;
 -- name: move
 -- Codes named by id from any of the states $4 to $5 (frozen remembers where from;
 -- unfreezing, $5 null, goes back there). Reserved codes never move here: their
--- reservation is committed or released first.
+-- reservation is committed or released first. With $6 given, each moved code gets an
+-- event of that kind (by $7, with $8), naming the order it was sold to, in this statement:
+-- a move is never recorded without its event nor the other way round.
 WITH fence AS (
     SELECT id FROM pools WHERE id = $1 AND epoch = $2 FOR UPDATE
 ), target AS (
@@ -112,6 +114,13 @@ WITH fence AS (
         voided = voided + (SELECT count(*) FILTER (WHERE now = 'voided') FROM moved)
     WHERE id = $1 AND epoch = $2
     RETURNING available, reserved, sold, frozen, voided
+), recorded AS (
+    INSERT INTO code_events (code_id, kind, order_id, channel_id, actor, detail)
+    SELECT m.id, $6::text, oc.order_id, o.channel_id, $7::text, $8::jsonb
+    FROM moved m
+    LEFT JOIN order_codes oc ON oc.code_id = m.id
+    LEFT JOIN orders o ON o.id = oc.order_id
+    WHERE $6::text IS NOT NULL
 )
 SELECT (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM moved) AS ids,
        (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM moved
