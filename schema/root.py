@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 from resolvers import channels, staff
 from schema.catalog import CatalogMutation, CatalogQuery
 from schema.channels import Channel, CreateChannelInput, CreateChannelPayload
+from schema.code_changes import CodeChangesMutation
 from schema.commerce import CommerceMutation, CommerceQuery
 from schema.context import Info
 from schema.deliveries import DeliveriesMutation, DeliveriesQuery
@@ -107,6 +108,7 @@ Mutation = merge_types(
         LedgerMutation,
         OrdersMutation,
         DeliveriesMutation,
+        CodeChangesMutation,
     ),
 )
 Subscription = merge_types(

@@ -646,6 +646,25 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
              webhookEndpointId: "V2ViaG9va0VuZHBvaW50OjE="}) { webhookEndpoint { id } } }""",
         {},
     ),
+    # code changes
+    "freezeCodes": (
+        "mutation",
+        """mutation($id: ID!) { freezeCodes(input: {poolId: $id, reason: "anon"}) {
+             changed } }""",
+        {"id": POOL_1},
+    ),
+    "unfreezeCodes": (
+        "mutation",
+        """mutation($id: ID!) { unfreezeCodes(input: {poolId: $id, reason: "anon"}) {
+             changed } }""",
+        {"id": POOL_1},
+    ),
+    "voidCodes": (
+        "mutation",
+        """mutation($id: ID!) { voidCodes(input: {poolId: $id, reason: "anon"}) {
+             changed } }""",
+        {"id": POOL_1},
+    ),
     # Subscriptions are tested over WebSocket elsewhere; listed so none goes unnoticed.
     "channelCreated": ("subscription", "subscription { channelCreated { id } }", {}),
     "stockChanged": ("subscription", "subscription { stockChanged { productId available } }", {}),
