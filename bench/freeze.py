@@ -151,7 +151,7 @@ async def run(args: argparse.Namespace, dsn: str, redis_url: str) -> None:
     registry = PoolRegistry(db, events, Settings(database_url=dsn, redis_url=redis_url))
     await registry.start()
     selector = ByChannel(path)
-    detail = {"reason": "bench", "byChannel": 1}
+    detail = {"reason": "bench", "by_channel_id": 1}
     all_reserved: list[int] = []
 
     for change in (Change.FREEZE, Change.UNFREEZE, Change.VOID):

@@ -154,11 +154,11 @@ async def _change(info: Info, input: CodeSelectionInput, change: Change) -> Outc
     selector = await _selector(services.db, viewer, input)
     if isinstance(selector, UserError):
         return selector
-    # A channel lifts only the freezes made from its subtree (see the module's doc).
+    # A channel lifts only the freezes made from its subtree: each event keeps the
+    # channel that made it (see the module's doc).
     frozen_from = None if viewer.is_platform else viewer.channel_path
-    # byChannel: who froze a code decides who may unfreeze it (see the module's doc).
     event = MoveEvent(
-        change.value, _actor(viewer), {"reason": reason, "byChannel": viewer.channel_id}
+        change.value, _actor(viewer), {"reason": reason, "by_channel_id": viewer.channel_id}
     )
     return await apply(
         services.pools, services.db, selector, rule(change, selector, frozen_from), change, event

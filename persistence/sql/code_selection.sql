@@ -54,7 +54,7 @@ SELECT c.id, c.pool_id,
        c.status = ANY($2::text[]) AND ($5::ltree IS NULL OR EXISTS (
            SELECT 1 FROM channels ch
            WHERE ch.path <@ $5::ltree
-             AND ch.id::text = (SELECT e.detail ->> 'byChannel' FROM code_events e
+             AND ch.id::text = (SELECT e.detail ->> 'by_channel_id' FROM code_events e
                                 WHERE e.code_id = c.id AND e.kind = 'FROZEN'
                                 ORDER BY e.id DESC
                                 LIMIT 1))) AS movable

@@ -141,7 +141,7 @@ async def test_freezing_an_order_and_unfreezing_it_puts_back_exactly_what_was_th
             "order_id": order_key,
             "channel_id": a_key,
             "actor": actor(root),
-            "detail": {"reason": "Reported stolen", "byChannel": root_key},
+            "detail": {"reason": "Reported stolen", "by_channel_id": root_key},
         }
         for k in sold
     ]
