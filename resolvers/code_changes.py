@@ -4,7 +4,8 @@ Who may: owners and operators. The platform's may select any codes; a channel's 
 codes sold to orders of its own subtree (by ``codeIds``, ``orderId`` or ``channelId``),
 and codes it may not see are "not found", never "forbidden", so nothing tells of them.
 A channel lifts only the freezes made by itself or its subtree: a freeze from above (the
-platform, a parent channel, the risk rules) holds until someone there lifts it.
+platform, a parent channel, the risk rules) holds until someone there lifts it. Voiding
+such a code is allowed: it takes the code further out of use, never back into it.
 
 What each does:
 
