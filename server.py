@@ -42,6 +42,7 @@ from persistence.events import EventHub
 from persistence.keyring import Keyring
 from persistence.read_cache import ReadCache, SharedInvalidation
 from resolvers import exports, links, payments
+from resolvers.audit import CHAIN_SECONDS, AuditChainer
 from resolvers.authentication import authenticate
 from resolvers.order_expiry import OrderExpiry
 from resolvers.outbox import Outbox
@@ -195,9 +196,12 @@ def create_app(settings: Settings) -> Starlette:
         await recovery.start()
         catalog_sync = SupplierSync(db, suppliers, invalidation, settings.supplier_sync_seconds)
         await catalog_sync.start()
+        chainer = AuditChainer(db, CHAIN_SECONDS)
+        await chainer.start()
         try:
             yield
         finally:
+            await chainer.stop()
             await catalog_sync.stop()
             await recovery.stop()
             await outbox.stop()

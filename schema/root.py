@@ -11,6 +11,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from resolvers import channels, staff
+from schema.audit import AuditQuery
 from schema.catalog import CatalogMutation, CatalogQuery
 from schema.channels import Channel, CreateChannelInput, CreateChannelPayload
 from schema.code_changes import CodeChangesMutation
@@ -95,6 +96,7 @@ Query = merge_types(
         LedgerQuery,
         OrdersQuery,
         DeliveriesQuery,
+        AuditQuery,
     ),
 )
 Mutation = merge_types(

@@ -665,6 +665,9 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
              changed } }""",
         {"id": POOL_1},
     ),
+    # audit
+    "auditVerify": ("query", "{ auditVerify { ok } }", {}),
+    "codeTrace": ("query", 'query { codeTrace(codeId: "Q29kZTox") { events { kind } } }', {}),
     # Subscriptions are tested over WebSocket elsewhere; listed so none goes unnoticed.
     "channelCreated": ("subscription", "subscription { channelCreated { id } }", {}),
     "stockChanged": ("subscription", "subscription { stockChanged { productId available } }", {}),
