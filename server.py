@@ -47,6 +47,7 @@ from resolvers.authentication import authenticate
 from resolvers.order_expiry import OrderExpiry
 from resolvers.outbox import Outbox
 from resolvers.realtime import SupplierOrderRecovery
+from resolvers.risk_control import RiskControl
 from resolvers.supplier_clients import SupplierClients
 from resolvers.supplier_sync import SupplierSync
 from schema.context import Context
@@ -191,6 +192,7 @@ def create_app(settings: Settings) -> Starlette:
             invalidation=invalidation,
             suppliers=suppliers,
             outbox=outbox,
+            risk=RiskControl(db, redis, reads),
         )
         recovery = SupplierOrderRecovery(app.state.services)
         await recovery.start()
