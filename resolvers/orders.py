@@ -169,6 +169,23 @@ async def _place(
     )
     if not decision.allowed:
         return user_error(ErrorCode.RISK_BLOCKED, decision.reason or "Refused by risk control.")
+    if decision.review:
+        from resolvers.order_review import hold_for_review
+
+        assert offer.terms is not None, "a visible product has terms"
+        return await hold_for_review(
+            info,
+            viewer,
+            product,
+            offer.terms,
+            offer.pools,
+            input,
+            key,
+            digest,
+            request,
+            plan,
+            decision,
+        )
     if product.fulfilment is Fulfilment.REALTIME:
         if PaymentMethod(input.payment) is PaymentMethod.EXTERNAL:
             return user_error(

@@ -22,6 +22,7 @@ from schema.extensions import extensions
 from schema.ledger import LedgerMutation, LedgerQuery
 from schema.orders import OrdersMutation, OrdersQuery, OrdersSubscription
 from schema.pools import PoolsMutation, PoolsQuery
+from schema.risk import RiskMutation, RiskQuery
 from schema.settlement import SettlementMutation, SettlementQuery
 from schema.staff import (
     CreateUserInput,
@@ -95,6 +96,7 @@ Query = merge_types(
         CommerceQuery,
         LedgerQuery,
         OrdersQuery,
+        RiskQuery,
         DeliveriesQuery,
         AuditQuery,
     ),
@@ -109,6 +111,7 @@ Mutation = merge_types(
         CommerceMutation,
         LedgerMutation,
         OrdersMutation,
+        RiskMutation,
         DeliveriesMutation,
         CodeChangesMutation,
     ),

@@ -74,18 +74,23 @@ WHERE id = $1
 RETURNING *;
 
 -- name: due_to_expire
+-- Unpaid orders, and orders held for review that nobody reviewed in time.
 SELECT * FROM orders
-WHERE status = 'AWAITING_PAYMENT' AND expires_at <= $1
+WHERE status IN ('AWAITING_PAYMENT', 'REVIEW') AND expires_at <= $1
 ORDER BY expires_at
 LIMIT $2;
 
 -- name: expire
--- Only an order still waiting: a payment may have been applied meanwhile.
+-- Only an order still waiting: a payment (or a review) may have come meanwhile.
 WITH expired AS (
     UPDATE orders
-    SET status = 'EXPIRED', status_reason = 'Not paid before the reservation expired.',
+    SET status = 'EXPIRED',
+        status_reason = CASE status
+            WHEN 'REVIEW' THEN 'Not reviewed before its hold expired.'
+            ELSE 'Not paid before the reservation expired.'
+        END,
         updated_at = now()
-    WHERE id = $1 AND status = 'AWAITING_PAYMENT'
+    WHERE id = $1 AND status IN ('AWAITING_PAYMENT', 'REVIEW')
     RETURNING *
 ), detached AS (
     DELETE FROM order_codes WHERE order_id IN (SELECT id FROM expired)

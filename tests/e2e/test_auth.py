@@ -632,6 +632,39 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
         'mutation { retryFulfilment(input: {orderId: "T3JkZXI6MQ=="}) { order { id } } }',
         {},
     ),
+    # risk
+    "riskRules": ("query", "{ riskRules { id } }", {}),
+    "blockedSubjects": ("query", "{ blockedSubjects { edges { node { id } } } }", {}),
+    "riskEvents": ("query", "{ riskEvents(first: 5) { edges { node { id } } } }", {}),
+    "setRiskRule": (
+        "mutation",
+        """mutation { setRiskRule(input: {scope: IP, limit: 1, windowSeconds: 60,
+             action: BLOCK}) { riskRule { id } } }""",
+        {},
+    ),
+    "blockSubject": (
+        "mutation",
+        """mutation { blockSubject(input: {kind: IP, value: "10.0.0.1", reason: "anon"}) {
+             blockedSubject { id } } }""",
+        {},
+    ),
+    "unblockSubject": (
+        "mutation",
+        """mutation { unblockSubject(input: {kind: IP, value: "10.0.0.1"}) {
+             blockedSubject { id } } }""",
+        {},
+    ),
+    "approveOrder": (
+        "mutation",
+        'mutation { approveOrder(input: {orderId: "T3JkZXI6MQ=="}) { order { id } } }',
+        {},
+    ),
+    "rejectOrder": (
+        "mutation",
+        """mutation { rejectOrder(input: {orderId: "T3JkZXI6MQ==", reason: "anon"}) {
+             order { id } } }""",
+        {},
+    ),
     # deliveries
     "webhookEndpoints": ("query", "{ webhookEndpoints { id url } }", {}),
     "createWebhookEndpoint": (
