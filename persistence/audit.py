@@ -25,8 +25,8 @@ CHAINER_LOCK = 0x5155_414E_5949_4155  # "QUANYIAU"
 class ChainerState:
     # Every event with an id up to this one is chained.
     horizon: int
-    # The candidate may become the horizon once a search from the horizon has chained
-    # what the transactions it waited for wrote.
+    # No transaction that could add an event below the candidate is still writing: the
+    # candidate may become the horizon once a search has chained what they wrote.
     settled: bool
 
 
@@ -76,8 +76,8 @@ async def state(conn: Db) -> ChainerState:
     return ChainerState(row["horizon"], row["settled"])
 
 
-async def promote(conn: Db) -> None:
-    await conn.execute(Q["promote"])
+async def promote(conn: Db, reach: int | None) -> None:
+    await conn.execute(Q["promote"], reach)
 
 
 async def propose(conn: Db, candidate: int, seen_at: datetime) -> None:

@@ -49,9 +49,6 @@ class AuditChainer(Periodic):
     def __init__(self, db: asyncpg.Pool[Any], interval: float) -> None:
         super().__init__(interval)
         self.db = db
-        # After a full pass, the next goes on from the last event it chained rather than
-        # reading the chained ones again from the horizon (a backlog would cost a square).
-        self._resume = 0
 
     async def run_once(self) -> int:
         """Chain up to BATCH unchained events; returns how many."""
@@ -59,8 +56,7 @@ class AuditChainer(Periodic):
             if not await audit.try_lock(conn):
                 return 0
             state = await audit.state(conn)
-            after = max(state.horizon, self._resume)
-            found = await audit.unchained(conn, after, BATCH)
+            found = await audit.unchained(conn, state.horizon, BATCH)
             if found.events:
                 head = await audit.head(conn)
                 seq, prev = head if head is not None else (0, GENESIS)
@@ -68,14 +64,12 @@ class AuditChainer(Periodic):
                 links = await asyncio.to_thread(extend, seq, prev, found.events)
                 await audit.append(conn, links)
             full = len(found.events) == BATCH
-            # Only a search from the horizon that was not cut short saw every unchained
-            # event (one committed late below the resume point waits for such a search).
-            if not full and after == state.horizon:
-                if state.settled:
-                    await audit.promote(conn)
-                if found.seen_max is not None:
-                    await audit.propose(conn, found.seen_max, found.seen_at)
-        self._resume = found.events[-1].id if full else 0
+            # Every event the search could see up to here is chained now.
+            reach = found.events[-1].id if full else found.seen_max
+            if state.settled:
+                await audit.promote(conn, reach if full else None)
+            if reach is not None:
+                await audit.propose(conn, reach, found.seen_at)
         return len(found.events)
 
 

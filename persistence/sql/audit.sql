@@ -19,7 +19,10 @@ SELECT h.horizon,
 FROM audit_chainer h;
 
 -- name: promote
-UPDATE audit_chainer SET horizon = candidate WHERE candidate > horizon;
+-- To the candidate, or to $1 when the search that chained what the candidate waited for
+-- was cut short there (null: it was not).
+UPDATE audit_chainer SET horizon = least(candidate, $1)
+WHERE least(candidate, $1) > horizon;
 
 -- name: propose
 -- Only when no candidate waits: a new one every pass could keep the horizon from ever

@@ -323,6 +323,46 @@ async def test_an_event_committed_late_under_a_lower_id_is_chained_later(
     }
 
 
+async def test_a_backlog_larger_than_a_pass_is_chained_in_order(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given a sale, and then 4,500 events of one statement (a bulk freeze, say): more than
+    # two passes of the chainer
+    await sell(api, tree, 1)
+    code_id = await db.fetchval("SELECT min(code_id) FROM code_events")
+    await db.execute(
+        "INSERT INTO code_events (code_id, kind, actor, detail)"
+        " SELECT $1, 'FROZEN', 'user:1', jsonb_build_object('reason', 'r' || g)"
+        " FROM generate_series(1, 4500) g",
+        code_id,
+    )
+
+    # When the chainer has caught up
+    await chained_up(db)
+
+    # Then every event holds one place, in id order, the chainer's search starts after
+    # the last, and the chain verifies
+    assert [tuple(r) for r in await db.fetch("SELECT seq, event_id FROM audit_chain")] == [
+        tuple(r)
+        for r in await db.fetch("SELECT row_number() OVER (ORDER BY id), id FROM code_events")
+    ]
+
+    async def horizon_followed() -> bool:
+        return bool(
+            await db.fetchval(
+                "SELECT horizon = (SELECT max(id) FROM code_events) FROM audit_chainer"
+            )
+        )
+
+    assert await eventually(horizon_followed), "the horizon did not follow"
+    assert await verify(api, tree["root"].key) == {
+        "ok": True,
+        "checked": 4502,
+        "unchained": 0,
+        "firstBrokenAt": None,
+    }
+
+
 async def test_only_the_platforms_staff_verify(
     api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
 ) -> None:
