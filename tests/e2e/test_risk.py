@@ -588,6 +588,55 @@ async def test_rejecting_a_held_order_gives_its_codes_back(
     assert rejection["order"] == {"id": order_id}
 
 
+async def test_concurrent_approvals_and_rejections_settle_the_order_once(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given an order of 2 codes held for review
+    root, a = tree["root"], tree["A"]
+    _, held = await held_order(api, tree, db)
+    order_id = held["order"]["id"]
+
+    # When 10 approvals and 10 rejections of it arrive at once
+    answers = await asyncio.gather(
+        *(
+            api.data(APPROVE, {"id": order_id}, token=root.key)
+            if i % 2
+            else api.data(REJECT, {"id": order_id, "reason": "race"}, token=root.key)
+            for i in range(20)
+        )
+    )
+
+    # Then the order ends one way, every answer agrees with it, and money and codes match
+    final = (await api.data(ORDER, {"id": order_id}, token=a.key))["order"]["status"]
+    winners = [p for r in answers for p in r.values() if p["order"]]
+    losers = [p["userErrors"] for r in answers for p in r.values() if not p["order"]]
+    assert {w["order"]["status"] for w in winners} == {final}
+    assert len(winners) == 10
+    assert (
+        losers
+        == [
+            [
+                {
+                    "field": None,
+                    "code": "ORDER_STATE",
+                    "message": "Only an order held for review can be approved or rejected.",
+                }
+            ]
+        ]
+        * 10
+    )
+    if final == "PAID":
+        assert (await stock(db), await wallet(db, a)) == ((2, 0, 3), Decimal("25.00"))
+    else:
+        assert final == "CANCELLED"
+        assert (await stock(db), await wallet(db, a)) == ((4, 0, 1), Decimal("75.00"))
+    assert await db.fetchval("SELECT coalesce(sum(amount), 0) FROM ledger_entries") == 0
+    held_codes = "SELECT count(*) FROM order_codes WHERE order_id = $1"
+    assert await db.fetchval(held_codes, ids.decode("Order", order_id)) == (
+        2 if final == "PAID" else 0
+    )
+
+
 async def test_approval_the_balance_cannot_pay_leaves_the_order_held(
     api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
 ) -> None:
