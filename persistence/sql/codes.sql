@@ -21,15 +21,26 @@ SELECT id FROM encryption_keys WHERE active FOR KEY SHARE;
 
 -- name: insert_codes
 -- One chunk of an import; rows whose fingerprint is already stored are skipped, and
--- the fingerprints of the inserted rows come back.
-INSERT INTO codes (pool_id, batch_id, fingerprint, code_ciphertext, password_ciphertext,
-                   key_id, last4, expires_at)
-SELECT $1, $2, r.fingerprint, r.code_ciphertext, r.password_ciphertext, $3, r.last4, r.expires_at
-FROM unnest($4::int[], $5::bytea[], $6::bytea[], $7::bytea[], $8::text[], $9::timestamptz[])
-    AS r (row_number, fingerprint, code_ciphertext, password_ciphertext, last4, expires_at)
-ORDER BY r.row_number
-ON CONFLICT (fingerprint) DO NOTHING
-RETURNING fingerprint;
+-- the fingerprints of the inserted rows come back. Each code's life starts with its
+-- IMPORTED event, naming its batch.
+WITH inserted AS (
+    INSERT INTO codes (pool_id, batch_id, fingerprint, code_ciphertext, password_ciphertext,
+                       key_id, last4, expires_at)
+    SELECT $1, $2, r.fingerprint, r.code_ciphertext, r.password_ciphertext, $3, r.last4,
+           r.expires_at
+    FROM unnest($4::int[], $5::bytea[], $6::bytea[], $7::bytea[], $8::text[],
+                $9::timestamptz[])
+        AS r (row_number, fingerprint, code_ciphertext, password_ciphertext, last4, expires_at)
+    ORDER BY r.row_number
+    ON CONFLICT (fingerprint) DO NOTHING
+    RETURNING id, fingerprint
+), events AS (
+    INSERT INTO code_events (code_id, kind, actor, detail)
+    SELECT id, 'IMPORTED', 'import', jsonb_build_object('batch_id', $2::bigint)
+    FROM inserted
+    ORDER BY id
+)
+SELECT fingerprint FROM inserted;
 
 -- name: batches_of_fingerprints
 SELECT fingerprint, batch_id FROM codes WHERE fingerprint = ANY($1::bytea[]);
