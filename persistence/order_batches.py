@@ -20,7 +20,7 @@ from domain.ledger import TransactionKind
 from domain.orders import QueuedDelivery
 from domain.settlement import AccountKind
 from persistence.ledger import InsufficientBalance, account_ids
-from persistence.orders import DuplicateOrder, OrderRecord, queue_deliveries
+from persistence.orders import DuplicateOrder, OrderRecord, detach_released, queue_deliveries
 from persistence.queries import queries
 from persistence.sales import Quote
 
@@ -155,6 +155,7 @@ async def write_batch(
             code_ids.append(code)
             channel_ids.append(order.channel_id)
             actors.append(order.actor)
+    await detach_released(conn, code_ids)
     await conn.execute(Q["attach_codes"], order_ids, code_ids, channel_ids, actors)
     await queue_deliveries(
         conn, [by_key[(sales[i][0].channel_id, sales[i][0].key)] for i in written]

@@ -104,7 +104,13 @@ async def by_key(db: Db, channel_id: int, idempotency_key: str) -> OrderRecord |
     return OrderRecord.from_row(row) if row else None
 
 
+async def detach_released(db: Db, code_ids: list[int]) -> None:
+    await db.execute(Q["detach_released"], code_ids)
+
+
 async def attach_codes(db: Db, order_id: int, code_ids: list[int]) -> None:
+    """In the caller's transaction, as the codes are sold or reserved for the order."""
+    await detach_released(db, code_ids)
     await db.execute(Q["attach_codes"], order_id, code_ids)
 
 
@@ -215,6 +221,7 @@ async def channel_path(db: Db, channel_id: int) -> str:
 
 async def attach_missing_codes(db: Db, order_id: int, code_ids: list[int]) -> None:
     """Attach codes to the order, leaving those it holds already."""
+    await detach_released(db, code_ids)
     await db.execute(Q["attach_missing_codes"], order_id, code_ids)
 
 

@@ -105,3 +105,10 @@ ORDER BY c.id;
 
 -- name: sold_under
 SELECT count(*) FROM codes WHERE pool_id = $1 AND reservation_ref = $2 AND status = 'sold';
+
+-- name: detach_released
+-- Codes about to be sold that an unpaid order still holds on paper: its reservation was
+-- returned to stock (by the sweeper) before the expiry pass detached them.
+DELETE FROM order_codes oc USING orders o
+WHERE oc.code_id = ANY($1::bigint[]) AND o.id = oc.order_id
+  AND o.status IN ('AWAITING_PAYMENT', 'REVIEW', 'EXPIRED', 'CANCELLED');

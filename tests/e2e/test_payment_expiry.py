@@ -104,3 +104,35 @@ async def test_a_late_payment_without_stock_is_credited_to_the_wallet(
     assert await wallet(db, tree["A"]) == Decimal("25.00")
     assert await db.fetchval("SELECT count(*) FROM codes WHERE status = 'sold'") == 1
     assert await ledger_total(db) == 0
+
+
+async def test_codes_the_sweeper_returned_are_sold_again_before_the_order_expires(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given an unpaid order holding the only code, whose reservation ran out a moment
+    # before the order itself expires (the sweeper returns the code first)
+    product = await stocked_product(api, tree["root"].key, 1)
+    await funded(api, tree["root"].key, tree["A"].id, "100.00", "bank-1")
+    held = await place_external(api, tree["A"].key, product, "held")
+    await db.execute("UPDATE orders SET expires_at = now() + interval '1 hour'")
+    await db.execute(
+        "UPDATE codes SET reserved_until = now() - interval '1 second' WHERE status = 'reserved'"
+    )
+    for _ in range(100):
+        if await db.fetchval("SELECT available FROM pools") == 1:
+            break
+        await asyncio.sleep(0.05)
+
+    # When another order buys the code
+    bought = await api.data(PLACE, order_input(product, "next"), token=tree["A"].key)
+
+    # Then it is sold to it alone, and the unpaid order holds it no more
+    assert bought["placeOrder"]["order"]["status"] == "PAID"
+    rows = await db.fetch("SELECT order_id FROM order_codes")
+    assert [r["order_id"] for r in rows] == [int(await _order_key(db, "next"))]
+    assert held["order"]["status"] == "AWAITING_PAYMENT"
+
+
+async def _order_key(db: asyncpg.Connection[Any], key: str) -> int:
+    order_id: int = await db.fetchval("SELECT id FROM orders WHERE idempotency_key = $1", key)
+    return order_id
