@@ -52,6 +52,16 @@ async def unchained(db: asyncpg.Connection[Any]) -> int:
     return count
 
 
+async def kinds(db: asyncpg.Connection[Any]) -> dict[str, int]:
+    """How many events of each kind there are."""
+    return dict(await db.fetch("SELECT kind, count(*) FROM code_events GROUP BY kind"))
+
+
+async def events(db: asyncpg.Connection[Any]) -> int:
+    count: int = await db.fetchval("SELECT count(*) FROM code_events")
+    return count
+
+
 async def chained_up(db: asyncpg.Connection[Any]) -> None:
     """Waits for the server's chainer to chain every committed event."""
 
@@ -118,7 +128,8 @@ def broken(reason: str, seq: int | None, event_id: int | None, code_id: int | No
 async def test_an_untouched_log_verifies(
     api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
 ) -> None:
-    # Given three orders of one code (SOLD and DELIVERED each) and one reveal
+    # Given three imported codes (IMPORTED each), three orders of one code (SOLD and
+    # DELIVERED each) and one reveal
     placed = await sell(api, tree, 3)
     revealed = await api.data(REVEAL, {"id": placed[0]["order"]["id"]}, token=tree["A"].key)
     assert revealed["revealCodes"]["userErrors"] == []
@@ -127,9 +138,10 @@ async def test_an_untouched_log_verifies(
     await chained_up(db)
     result = await verify(api, tree["root"].key)
 
-    # Then all 7 events are chained once, in a gapless sequence, and the chain holds
-    assert result == {"ok": True, "checked": 7, "unchained": 0, "firstBrokenAt": None}
-    assert await db.fetchval("SELECT count(*) FROM code_events") == 7
+    # Then all 10 events are chained once, in a gapless sequence, and the chain holds
+    assert result == {"ok": True, "checked": 10, "unchained": 0, "firstBrokenAt": None}
+    assert await kinds(db) == {"IMPORTED": 3, "SOLD": 3, "DELIVERED": 3, "REVEALED": 1}
+    assert await db.fetchval("SELECT count(*) FROM code_events") == 10
     assert [tuple(r) for r in await db.fetch("SELECT seq, event_id FROM audit_chain")] == [
         tuple(r)
         for r in await db.fetch("SELECT row_number() OVER (ORDER BY id), id FROM code_events")
@@ -153,9 +165,11 @@ async def test_an_empty_log_verifies(api: Api, tree: dict[str, Node]) -> None:
 async def test_a_changed_event_is_reported_first(
     api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
 ) -> None:
-    # Given five chained sales (ten events)
+    # Given five chained sales (fifteen events: the five codes' IMPORTED, then SOLD and
+    # DELIVERED each)
     await sell(api, tree, 5)
     await chained_up(db)
+    assert await kinds(db) == {"IMPORTED": 5, "SOLD": 5, "DELIVERED": 5}
     third, seventh = await entry(db, 3), await entry(db, 7)
     original = await db.fetchrow(
         "SELECT code_id, actor FROM code_events WHERE id = $1", third["event_id"]
@@ -241,9 +255,12 @@ async def test_a_deleted_chain_entry_is_reported(
 async def test_an_event_left_unchained_is_reported(
     api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any], database_url: str
 ) -> None:
-    # Given two chained sales, and the chainer held up (another session holds its lock)
+    # Given two chained sales (the two codes' IMPORTED, then SOLD and DELIVERED each), and
+    # the chainer held up (another session holds its lock)
     await sell(api, tree, 2)
     await chained_up(db)
+    assert await kinds(db) == {"IMPORTED": 2, "SOLD": 2, "DELIVERED": 2}
+    chained = await events(db)
     code_id = await db.fetchval("SELECT min(code_id) FROM code_events")
     holder = await asyncpg.connect(database_url)
     try:
@@ -260,7 +277,7 @@ async def test_an_event_left_unchained_is_reported(
         # Then verification says the chain holds but leaves that event out
         assert await verify(api, tree["root"].key) == {
             "ok": False,
-            "checked": 4,
+            "checked": chained,
             "unchained": 1,
             "firstBrokenAt": broken("UNCHAINED", None, event_id, code_id),
         }
@@ -271,7 +288,7 @@ async def test_an_event_left_unchained_is_reported(
     await chained_up(db)
     assert await verify(api, tree["root"].key) == {
         "ok": True,
-        "checked": 5,
+        "checked": chained + 1,
         "unchained": 0,
         "firstBrokenAt": None,
     }
@@ -280,9 +297,12 @@ async def test_an_event_left_unchained_is_reported(
 async def test_an_event_committed_late_under_a_lower_id_is_chained_later(
     api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any], database_url: str
 ) -> None:
-    # Given a chained sale, and a transaction that takes an event id and stays open
+    # Given a chained sale (IMPORTED, SOLD, DELIVERED), and a transaction that takes an
+    # event id and stays open
     await sell(api, tree, 1)
     await chained_up(db)
+    assert await kinds(db) == {"IMPORTED": 1, "SOLD": 1, "DELIVERED": 1}
+    chained = await events(db)
     code_id = await db.fetchval("SELECT min(code_id) FROM code_events")
     late = await asyncpg.connect(database_url)
     try:
@@ -314,10 +334,10 @@ async def test_an_event_committed_late_under_a_lower_id_is_chained_later(
         )
     )
     assert low < high
-    assert seqs == {high: 3, low: 4}
+    assert seqs == {high: chained + 1, low: chained + 2}
     assert await verify(api, tree["root"].key) == {
         "ok": True,
-        "checked": 4,
+        "checked": chained + 2,
         "unchained": 0,
         "firstBrokenAt": None,
     }
@@ -329,6 +349,8 @@ async def test_a_backlog_larger_than_a_pass_is_chained_in_order(
     # Given a sale, and then 4,500 events of one statement (a bulk freeze, say): more than
     # two passes of the chainer
     await sell(api, tree, 1)
+    assert await kinds(db) == {"IMPORTED": 1, "SOLD": 1, "DELIVERED": 1}
+    sold = await events(db)
     code_id = await db.fetchval("SELECT min(code_id) FROM code_events")
     await db.execute(
         "INSERT INTO code_events (code_id, kind, actor, detail)"
@@ -357,7 +379,7 @@ async def test_a_backlog_larger_than_a_pass_is_chained_in_order(
     assert await eventually(horizon_followed), "the horizon did not follow"
     assert await verify(api, tree["root"].key) == {
         "ok": True,
-        "checked": 4502,
+        "checked": sold + 4500,
         "unchained": 0,
         "firstBrokenAt": None,
     }
@@ -410,17 +432,19 @@ async def test_concurrent_orders_are_each_chained_once(
     finally:
         await other.stop()
 
-    # Then all are paid, and each of their 100 events holds exactly one place in a
-    # gapless chain that verifies
+    # Then all are paid, and each of the 150 events (the 50 codes' IMPORTED, then SOLD and
+    # DELIVERED each) holds exactly one place in a gapless chain that verifies
     assert all(r["placeOrder"]["order"]["status"] == "PAID" for r in results)
+    assert await kinds(db) == {"IMPORTED": 50, "SOLD": 50, "DELIVERED": 50}
+    total = await events(db)
     rows = await db.fetch("SELECT seq, event_id FROM audit_chain ORDER BY seq")
-    assert [r["seq"] for r in rows] == list(range(1, 101))
+    assert [r["seq"] for r in rows] == list(range(1, total + 1))
     assert sorted(r["event_id"] for r in rows) == [
         r["id"] for r in await db.fetch("SELECT id FROM code_events ORDER BY id")
     ]
     assert await verify(api, tree["root"].key) == {
         "ok": True,
-        "checked": 100,
+        "checked": total,
         "unchained": 0,
         "firstBrokenAt": None,
     }
@@ -436,7 +460,8 @@ async def trace(api: Api, token: str, code_id: str) -> Any:
 async def test_a_sold_delivered_revealed_code_shows_its_life(
     api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
 ) -> None:
-    # Given a code A1 bought (the codes in the answer: API delivery) and revealed again
+    # Given a code imported, A1 bought (the codes in the answer: API delivery) and revealed
+    # again
     placed = (await sell(api, tree, 1, buyer="A1"))[0]
     order = placed["order"]
     code_id = placed["codes"][0]["id"]
@@ -449,7 +474,8 @@ async def test_a_sold_delivered_revealed_code_shows_its_life(
     # When A1 traces it
     seen = await trace(api, tree["A1"].key, code_id)
 
-    # Then it sees SOLD, DELIVERED (API) and REVEALED, in order, by A1's key, all chained
+    # Then it sees IMPORTED (by the import, of no order or channel), then SOLD, DELIVERED
+    # (API) and REVEALED, in order, by A1's key, all chained
     def event(row: asyncpg.Record, kind: str, method: str | None) -> dict[str, Any]:
         return {
             "id": ids.encode("CodeEvent", row["id"]),
@@ -466,16 +492,36 @@ async def test_a_sold_delivered_revealed_code_shows_its_life(
             "chained": True,
         }
 
+    imported = {
+        **event(rows[0], "IMPORTED", None),
+        "actor": "import",
+        "order": None,
+        "channel": None,
+    }
     assert seen == {
         "code": {"id": code_id, "masked": order["codes"][0]["masked"], "status": "SOLD"},
         "events": [
-            event(rows[0], "SOLD", None),
-            event(rows[1], "DELIVERED", "API"),
-            event(rows[2], "REVEALED", None),
+            imported,
+            event(rows[1], "SOLD", None),
+            event(rows[2], "DELIVERED", "API"),
+            event(rows[3], "REVEALED", None),
         ],
     }
-    # And the sale and delivery happened with the order, the reveal after
-    assert rows[0]["created_at"] == rows[1]["created_at"] == order_at < rows[2]["created_at"]
+    # And the import came before the order, the sale and delivery happened with the
+    # order, the reveal after
+    assert (
+        rows[0]["created_at"]
+        < rows[1]["created_at"]
+        == rows[2]["created_at"]
+        == order_at
+        < rows[3]["created_at"]
+    )
+    # And the IMPORTED event names the code's batch
+    assert await db.fetchval(
+        "SELECT e.detail = jsonb_build_object('batch_id', c.batch_id)"
+        " FROM code_events e JOIN codes c ON c.id = e.code_id WHERE e.id = $1",
+        rows[0]["id"],
+    )
 
     # And its ancestors A and the platform see the same
     assert await trace(api, tree["A"].key, code_id) == seen
@@ -497,9 +543,29 @@ async def test_other_subtrees_get_null(
     for name in ("B", "A11"):
         assert await trace(api, tree[name].key, sold) is None, name
         assert await trace(api, tree[name].key, ids.encode("Code", 999_999)) is None
-    # And no agent sees a code in stock, which the platform traces (no events yet)
+    # And no agent sees a code in stock, which the platform traces (its IMPORTED event only)
+    await chained_up(db)
+    imported = await db.fetchrow(
+        "SELECT id, created_at FROM code_events WHERE code_id = $1", in_stock
+    )
+    assert imported is not None
     assert await trace(api, tree["A"].key, unsold) is None
-    assert (await trace(api, tree["root"].key, unsold))["events"] == []
+    assert (await trace(api, tree["root"].key, unsold))["events"] == [
+        {
+            "id": ids.encode("CodeEvent", imported["id"]),
+            "kind": "IMPORTED",
+            "at": imported["created_at"].isoformat(),
+            "actor": "import",
+            "order": None,
+            "channel": None,
+            "method": None,
+            "reason": None,
+            "region": None,
+            "usesLeft": None,
+            "merchant": None,
+            "chained": True,
+        }
+    ]
     # And an id of another kind, or no id at all, is null too
     assert await trace(api, tree["root"].key, placed["order"]["id"]) is None
     assert await trace(api, tree["root"].key, "not-an-id") is None
@@ -508,7 +574,7 @@ async def test_other_subtrees_get_null(
 async def test_an_agent_sees_only_its_own_part_of_a_codes_life(
     api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
 ) -> None:
-    # Given a code that B reserved and released (an order it cancelled), then A bought,
+    # Given a code imported, that B reserved and released (an order it cancelled), then A bought,
     # frozen with a reason, delivered by webhook and redeemed at a merchant (the events
     # as the redemption and freeze work writes them)
     placed = (await sell(api, tree, 1))[0]
@@ -564,9 +630,11 @@ async def test_an_agent_sees_only_its_own_part_of_a_codes_life(
     as_a = summary(await trace(api, tree["A"].key, placed["codes"][0]["id"]))
     as_platform = summary(await trace(api, tree["root"].key, placed["codes"][0]["id"]))
 
-    # Then A sees its own sale, the deliveries, the freeze and the redemption, not B's part
+    # Then A sees the import, its own sale, the deliveries, the freeze and the redemption,
+    # not B's part
     key = f"api-key:{number_in(tree['A'].key_id)}"
     where = {"id": ids.encode("Merchant", merchant), "name": "上海一号店"}
+    imported = [("IMPORTED", "import", None, None, None, None, None, None)]
     ours = [
         ("SOLD", key, "A", None, None, None, None, None),
         ("DELIVERED", key, "A", "API", None, None, None, None),
@@ -576,13 +644,13 @@ async def test_an_agent_sees_only_its_own_part_of_a_codes_life(
         ("FROZEN", "user:1", None, None, "sold outside CN-GD", None, None, None),
         ("REDEEMED", "api-key:7", "A", None, None, "CN-SH", 0, where),
     ]
-    assert as_a == ours + later
+    assert as_a == imported + ours + later
     # And the platform sees B's part too
     theirs = [
         ("RESERVED", "api-key:9", "B", None, None, None, None, None),
         ("RELEASED", "expiry", "B", None, None, None, None, None),
     ]
-    assert as_platform == [*ours, *theirs, *later]
+    assert as_platform == [*imported, *ours, *theirs, *later]
 
 
 async def test_verifiers_do_not_trace_codes(
