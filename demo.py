@@ -30,7 +30,17 @@ from domain.credentials import format_api_key, hash_password, new_api_key_secret
 from domain.ledger import TransactionKind
 from domain.pricing import resolve
 from domain.staff import check_password, clean_email
-from persistence import api_keys, catalog, channels, codes, ledger, pools, pricing, users
+from persistence import (
+    api_keys,
+    catalog,
+    channels,
+    codes,
+    ledger,
+    merchants,
+    pools,
+    pricing,
+    users,
+)
 from persistence.channels import ChannelRecord
 from persistence.import_sources import ListSource
 from persistence.keyring import Keyring
@@ -45,6 +55,8 @@ from settings import Settings
 DEMO_PASSWORD = "quanyi-demo"  # noqa: S105 - printed for newcomers on purpose
 DEMO_KEY_NAME = "demo key"
 ADMIN_EMAIL = "admin@demo.quanyi.dev"
+MERCHANT_NAME = "万达影城 Wanda Cinema (demo merchant)"
+VERIFIER_KEY_NAME = "demo verifier"
 
 
 @dataclass(frozen=True)
@@ -187,6 +199,7 @@ async def seed(
             keyring = await Keyring.load(conn, settings.resolved_master_key())
             stocked = await _seed_catalog(conn, keyring)
             money = await _seed_commerce(conn, seeded)
+            redeeming = await _seed_redemption(conn, seeded)
             supplier_id = await _seed_supplier(conn, keyring, supplier) if supplier else None
     finally:
         await conn.close()
@@ -210,6 +223,7 @@ async def seed(
             *stocked,
             *bought,
             *money,
+            *redeeming,
             "",
         ]
     )
@@ -326,6 +340,35 @@ async def _sync_supplier(settings: Settings, keyring: Keyring, supplier_id: int)
     finally:
         await clients.aclose()
         await db.close()
+
+
+async def _seed_redemption(db: Conn, seeded: dict[str, ChannelRecord]) -> list[str]:
+    """A cinema that redeems the video codes the East China agent's subtree sells, and
+    a fresh key for its till."""
+    root = seeded[ADMIN_EMAIL]
+    east = seeded["east@demo.quanyi.dev"]
+    video = await catalog.product_id_by_name(db, PRODUCTS[0][0])
+    assert video is not None
+    await catalog.set_redeemable(db, video, True)
+    merchant = next(
+        (m for m in await merchants.page(db, root.path, 0, 100) if m.name == MERCHANT_NAME), None
+    )
+    if merchant is None:
+        merchant = await merchants.insert(db, root.id, MERCHANT_NAME, ["CN-SH"])
+        await merchants.set_channels(db, merchant.id, [east.id])
+    await api_keys.revoke_named(db, root.id, VERIFIER_KEY_NAME)
+    secret, secret_hash = new_api_key_secret()
+    key = await api_keys.insert(
+        db, root.id, VERIFIER_KEY_NAME, Role.VERIFIER, secret_hash, merchant.id
+    )
+    return [
+        f"  Merchant {MERCHANT_NAME} redeems video codes sold under the East China agent.",
+        f"    Its till's verifier key: {format_api_key(key.id, secret)}",
+        "    Redeem a code bought below (header Authorization: Bearer <the till's key>):",
+        '    mutation { redeemCode(input: {code: "<code>", password: "<password>", '
+        'region: "CN-SH", idempotencyKey: "scan-1"}) { redemption { usesLeft redeemedAt } '
+        "userErrors { code message } } }",
+    ]
 
 
 def _demo_code() -> str:

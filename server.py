@@ -18,7 +18,7 @@ import asyncpg
 import uvicorn
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,7 +42,7 @@ from persistence.events import EventHub
 from persistence.keyring import Keyring
 from persistence.read_cache import ReadCache, SharedInvalidation
 from resolvers import exports, links, payments
-from resolvers.audit import CHAIN_SECONDS, AuditChainer
+from resolvers.audit import AuditChainer
 from resolvers.authentication import authenticate
 from resolvers.order_expiry import OrderExpiry
 from resolvers.outbox import Outbox
@@ -165,7 +165,12 @@ def create_app(settings: Settings) -> Starlette:
         if settings.migrate_on_start:
             await migrations.migrate(settings.database_url)
         db = await create_pool(settings.database_url, settings.db_pool_size)
-        redis = Redis.from_url(settings.redis_url)
+        # A burst beyond the pool waits for a connection rather than failing the request.
+        redis = Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=settings.redis_connections, timeout=10
+            )
+        )
         events = EventHub(redis)
         await events.start()
         pools = PoolRegistry(db, events, settings)
@@ -198,7 +203,7 @@ def create_app(settings: Settings) -> Starlette:
         await recovery.start()
         catalog_sync = SupplierSync(db, suppliers, invalidation, settings.supplier_sync_seconds)
         await catalog_sync.start()
-        chainer = AuditChainer(db, CHAIN_SECONDS)
+        chainer = AuditChainer(db, settings.audit_chain_seconds)
         await chainer.start()
         try:
             yield

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     log_level: str = "INFO"
     db_pool_size: int = Field(default=20, ge=1)
+    redis_connections: int = Field(default=64, ge=2)
     max_query_depth: int = Field(default=12, ge=2)
     max_aliases: int = Field(default=30, ge=1)
     max_tokens: int = Field(default=5000, ge=100)
@@ -80,6 +81,13 @@ class Settings(BaseSettings):
     sms_api_key: SecretStr | None = None
     sms_sender: str | None = None
     sms_template: str = "【Quanyi】{product}: {codes} (order {order})"
+    # How often the audit chainer runs; 0: this process runs none (another one chains).
+    audit_chain_seconds: float = Field(default=0.5, ge=0)
+    # An event this old with no chain entry makes auditVerify fail.
+    audit_unchained_grace_seconds: float = Field(default=60, gt=0)
+    # The guessing defence: wrong codes or passwords per verifier and per device.
+    redemption_guess_limit: int = Field(default=10, ge=1)
+    redemption_guess_seconds: float = Field(default=300, gt=0)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
 

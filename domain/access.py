@@ -33,10 +33,19 @@ class Principal:
     role: Role
     user_id: int | None = None
     api_key_id: int | None = None
+    # The merchant a VERIFIER redeems for.
+    merchant_id: int | None = None
 
     @property
     def is_platform(self) -> bool:
         return "." not in self.channel_path
+
+    @property
+    def actor(self) -> str:
+        """Who did it, as events and records name them."""
+        if self.user_id is not None:
+            return f"user:{self.user_id}"
+        return f"api-key:{self.api_key_id}"
 
     def may(self, action: Action) -> bool:
         return self.role in _ALLOWED[action]

@@ -150,6 +150,10 @@ class RiskCheck(Protocol):
         last ``window_seconds``; whether it was counted (allowed)."""
         ...
 
+    async def full(self, key: str, limit: int, window_seconds: float) -> bool:
+        """Whether ``hit`` would refuse now; counts nothing."""
+        ...
+
     async def record(self, event: NewRiskEvent) -> None: ...
 
 
@@ -161,6 +165,9 @@ class AllowAll:
 
     async def hit(self, key: str, limit: int, window_seconds: float) -> bool:
         return True
+
+    async def full(self, key: str, limit: int, window_seconds: float) -> bool:
+        return False
 
     async def record(self, event: NewRiskEvent) -> None:
         return None

@@ -36,9 +36,14 @@ class ApiKeyRecord:
 
 
 async def insert(
-    db: Db, channel_id: int, name: str, role: Role, secret_hash: bytes
+    db: Db,
+    channel_id: int,
+    name: str,
+    role: Role,
+    secret_hash: bytes,
+    merchant_id: int | None = None,
 ) -> ApiKeyRecord:
-    row = await db.fetchrow(Q["insert"], channel_id, name, role.value, secret_hash)
+    row = await db.fetchrow(Q["insert"], channel_id, name, role.value, secret_hash, merchant_id)
     assert row is not None
     return ApiKeyRecord.from_row(row)
 

@@ -72,6 +72,8 @@ class ProductRecord:
     created_at: datetime
     updated_at: datetime
     stock: StockRecord
+    # Its codes are redeemed on this platform (GENERATED codes always are).
+    redeemable: bool = False
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ProductRecord:
@@ -99,6 +101,7 @@ class ProductRecord:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             stock=StockRecord.from_row(row, row["id"]),
+            redeemable=row["redeemable"],
         )
 
 
@@ -276,6 +279,11 @@ async def update_product(db: Db, product_id: int, draft: ProductDraft) -> Produc
         if error.constraint_name == SUPPLIER_SKU_UNIQUE:
             raise DuplicateSupplierSku from error
         raise
+    return await get_product(db, updated, viewer_path=None) if updated else None
+
+
+async def set_redeemable(db: Db, product_id: int, redeemable: bool) -> ProductRecord | None:
+    updated = await db.fetchval(Q["set_redeemable"], product_id, redeemable)
     return await get_product(db, updated, viewer_path=None) if updated else None
 
 

@@ -28,10 +28,15 @@ class UserRecord:
 
 
 async def insert(
-    db: Db, channel_id: int, email: str, password_hash: str, role: Role
+    db: Db,
+    channel_id: int,
+    email: str,
+    password_hash: str,
+    role: Role,
+    merchant_id: int | None = None,
 ) -> UserRecord | None:
     """Create a user; None when the e-mail address is taken."""
-    row = await db.fetchrow(Q["insert"], channel_id, email, password_hash, role.value)
+    row = await db.fetchrow(Q["insert"], channel_id, email, password_hash, role.value, merchant_id)
     return UserRecord.from_row(row) if row else None
 
 

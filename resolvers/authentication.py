@@ -65,6 +65,7 @@ async def principal_for_user(db: Db, user_id: int) -> Principal | None:
         channel_path=row["channel_path"],
         role=Role(row["role"]),
         user_id=row["id"],
+        merchant_id=row["merchant_id"],
     )
 
 
@@ -80,4 +81,5 @@ async def _api_key_principal(db: Db, reads: ReadCache, token: str) -> Principal:
         channel_path=row["channel_path"],
         role=Role(row["role"]),
         api_key_id=key_id,
+        merchant_id=row["merchant_id"],
     )

@@ -90,6 +90,19 @@ return over
 """
 
 
+# KEYS[1]: one sliding window; ARGV: its limit and its length in ms. Whether it is full;
+# it counts nothing.
+_FULL = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 1
+end
+return 0
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class _Config:
     rules: tuple[Rule, ...]
@@ -104,6 +117,7 @@ class RiskControl:
         self.db = db
         self.reads = reads
         self._script = redis.register_script(_WINDOWS)
+        self._full = redis.register_script(_FULL)
         self._calls = asyncio.Semaphore(VALKEY_CALLS)
 
     async def assess(self, attempt: OrderAttempt) -> RiskDecision:
@@ -146,6 +160,13 @@ class RiskControl:
             raise ValueError("give a limit of at least 1 and a window of more than 0 s")
         window_ms = max(1, round(window_seconds * 1000))
         return not await self._windows([hit_key(key)], [secrets.token_hex(8), limit, window_ms, 1])
+
+    async def full(self, key: str, limit: int, window_seconds: float) -> bool:
+        """Whether ``hit`` would refuse now; counts nothing."""
+        window_ms = max(1, round(window_seconds * 1000))
+        async with self._calls:
+            answer = await self._full(keys=[hit_key(key)], args=[limit, window_ms])
+        return bool(answer)
 
     async def record(self, event: NewRiskEvent) -> None:
         """Write ``event`` (a decision taken elsewhere: a redemption refused, say)."""

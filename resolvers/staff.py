@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 from datetime import UTC, datetime
 
-from domain.access import Action, Role
+from domain.access import Action, Principal, Role
 from domain.channels import clean_name
 from domain.credentials import (
     dummy_password_check,
@@ -18,14 +18,14 @@ from domain.credentials import (
     verify_password,
 )
 from domain.staff import check_password, clean_email
-from persistence import api_keys, channels, users
+from persistence import api_keys, channels, merchants, users
 from persistence.channels import ChannelRecord
 from resolvers.authentication import principal_for_user
 from resolvers.channels import channel_not_found, find_channel, forbidden, invalid
 from schema import ids
 from schema.channels import Channel
 from schema.context import Info, require_viewer
-from schema.errors import ErrorCode, forbidden_request, user_error
+from schema.errors import ErrorCode, UserError, forbidden_request, user_error
 from schema.pagination import Connection, connection, window
 from schema.staff import (
     ApiKey,
@@ -137,9 +137,14 @@ async def create_user(info: Info, input: CreateUserInput) -> CreateUserPayload:
     problems = [p for p in (email_problem, check_password(input.password)) if p]
     if problems:
         return CreateUserPayload(user_errors=[invalid(p) for p in problems])
+    merchant_id, wrong = await _merchant_of(info, viewer, target, role, input.merchant_id)
+    if wrong:
+        return CreateUserPayload(user_errors=[wrong])
 
     password_hash = await asyncio.to_thread(hash_password, input.password)
-    record = await users.insert(info.context.services.db, target.id, email, password_hash, role)
+    record = await users.insert(
+        info.context.services.db, target.id, email, password_hash, role, merchant_id
+    )
     if record is None:
         return CreateUserPayload(
             user_errors=[
@@ -147,6 +152,33 @@ async def create_user(info: Info, input: CreateUserInput) -> CreateUserPayload:
             ]
         )
     return CreateUserPayload(user=User(record=record))
+
+
+async def _merchant_of(
+    info: Info,
+    viewer: Principal,
+    target: ChannelRecord,
+    role: Role,
+    merchant_id: str | None,
+) -> tuple[int | None, UserError | None]:
+    """The merchant a new verifier redeems for: one the target channel manages."""
+    if merchant_id is None:
+        return None, None
+    if role is not Role.VERIFIER:
+        return None, user_error(
+            ErrorCode.INVALID_INPUT, "Only a VERIFIER redeems for a merchant.", "merchantId"
+        )
+    key = ids.decode("Merchant", merchant_id)
+    found = (
+        await merchants.get_in_subtree(info.context.services.db, key, viewer.channel_path)
+        if key
+        else None
+    )
+    if found is None or found.channel_id != target.id:
+        return None, user_error(
+            ErrorCode.NOT_FOUND, "No such merchant managed by this channel.", "merchantId"
+        )
+    return found.id, None
 
 
 async def issue_api_key(info: Info, input: IssueApiKeyInput) -> IssueApiKeyPayload:
@@ -162,9 +194,14 @@ async def issue_api_key(info: Info, input: IssueApiKeyInput) -> IssueApiKeyPaylo
     name, problem = clean_name(input.name)
     if problem:
         return IssueApiKeyPayload(user_errors=[invalid(problem)])
+    merchant_id, wrong = await _merchant_of(info, viewer, target, role, input.merchant_id)
+    if wrong:
+        return IssueApiKeyPayload(user_errors=[wrong])
 
     secret, secret_hash = new_api_key_secret()
-    record = await api_keys.insert(info.context.services.db, target.id, name, role, secret_hash)
+    record = await api_keys.insert(
+        info.context.services.db, target.id, name, role, secret_hash, merchant_id
+    )
     return IssueApiKeyPayload(
         secret=format_api_key(record.id, secret), api_key=ApiKey(record=record)
     )

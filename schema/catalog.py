@@ -146,6 +146,13 @@ class Product:
     def max_uses(self) -> int:
         return self.record.max_uses
 
+    @strawberry.field(
+        description="Whether its codes are redeemed (核销) on this platform; GENERATED codes"
+        " always are."
+    )
+    def redeemable(self) -> bool:
+        return self.record.redeemable
+
     @strawberry.field
     def on_shelf(self) -> bool:
         return self.record.on_shelf

@@ -22,6 +22,7 @@ from schema.extensions import extensions
 from schema.ledger import LedgerMutation, LedgerQuery
 from schema.orders import OrdersMutation, OrdersQuery, OrdersSubscription
 from schema.pools import PoolsMutation, PoolsQuery
+from schema.redemption import RedemptionMutation, RedemptionQuery
 from schema.risk import RiskMutation, RiskQuery
 from schema.settlement import SettlementMutation, SettlementQuery
 from schema.staff import (
@@ -99,6 +100,7 @@ Query = merge_types(
         RiskQuery,
         DeliveriesQuery,
         AuditQuery,
+        RedemptionQuery,
     ),
 )
 Mutation = merge_types(
@@ -114,6 +116,7 @@ Mutation = merge_types(
         RiskMutation,
         DeliveriesMutation,
         CodeChangesMutation,
+        RedemptionMutation,
     ),
 )
 Subscription = merge_types(

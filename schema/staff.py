@@ -130,6 +130,10 @@ class CreateUserInput:
     channel_id: strawberry.ID | None = strawberry.field(
         default=None, description="Defaults to the caller's own channel."
     )
+    merchant_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="For a VERIFIER: the merchant it redeems for, managed by the channel.",
+    )
 
 
 @strawberry.type
@@ -146,6 +150,10 @@ class IssueApiKeyInput:
     )
     role: Role = strawberry.field(  # type: ignore[valid-type]
         default=DomainRole.OPERATOR, description="Granted by owners only."
+    )
+    merchant_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="For a VERIFIER: the merchant it redeems for, managed by the channel.",
     )
 
 

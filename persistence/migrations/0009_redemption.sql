@@ -64,3 +64,37 @@ ALTER TABLE deliveries ADD CONSTRAINT deliveries_event_payload
 DROP INDEX deliveries_once;
 CREATE UNIQUE INDEX deliveries_once ON deliveries (order_id, method, coalesce(target, ''),
     coalesce(endpoint_id, 0), event, coalesce(event_key, ''));
+
+-- The product as the API reads it, now with whether its codes are redeemed here.
+CREATE OR REPLACE VIEW product_rows AS
+SELECT p.id, p.name, p.category, p.face_value, p.cost_price, p.base_price, p.fulfilment,
+       p.supplier_id, p.supplier_sku, p.validity_days, p.max_uses, p.on_shelf,
+       p.created_at, p.updated_at,
+       s.name AS supplier_name, s.base_url AS supplier_base_url,
+       s.created_at AS supplier_created_at,
+       st.available, st.reserved, st.sold, st.frozen,
+       p.redeemable
+FROM products p
+LEFT JOIN suppliers s ON s.id = p.supplier_id
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(available), 0)::bigint AS available,
+           coalesce(sum(reserved), 0)::bigint AS reserved,
+           coalesce(sum(sold), 0)::bigint AS sold,
+           coalesce(sum(frozen), 0)::bigint AS frozen
+    FROM pools WHERE pools.product_id = p.id
+) st;
+
+-- A code as redeeming it reads it: its state, uses, validity, secrets' key, whether its
+-- product is redeemed here, and the order and channel it was sold to.
+CREATE VIEW code_redemption_rows AS
+SELECT c.id, c.pool_id, c.status, c.frozen_from, c.uses,
+       coalesce(c.max_uses, p.max_uses) AS max_uses, c.valid_from, c.expires_at,
+       c.fingerprint, c.password_ciphertext, c.key_id,
+       (p.redeemable OR p.fulfilment = 'GENERATED') AS redeemable,
+       o.id AS order_id, o.channel_id, ch.path::text AS channel_path
+FROM codes c
+JOIN pools pl ON pl.id = c.pool_id
+JOIN products p ON p.id = pl.product_id
+LEFT JOIN order_codes oc ON oc.code_id = c.id
+LEFT JOIN orders o ON o.id = oc.order_id
+LEFT JOIN channels ch ON ch.id = o.channel_id;

@@ -1,10 +1,11 @@
 -- name: insert
-INSERT INTO api_keys (channel_id, name, role, secret_hash)
-VALUES ($1, $2, $3, $4)
+INSERT INTO api_keys (channel_id, name, role, secret_hash, merchant_id)
+VALUES ($1, $2, $3, $4, $5)
 RETURNING id, channel_id, name, role, created_at, revoked_at;
 
 -- name: for_authentication
-SELECT k.secret_hash, k.role, k.revoked_at, k.channel_id, c.path::text AS channel_path
+SELECT k.secret_hash, k.role, k.revoked_at, k.channel_id, c.path::text AS channel_path,
+       k.merchant_id
 FROM api_keys k JOIN channels c ON c.id = k.channel_id
 WHERE k.id = $1;
 

@@ -68,7 +68,8 @@ SELECT p.id, p.name, p.category, p.face_value, p.cost_price, p.base_price, p.ful
        p.created_at, p.updated_at,
        s.name AS supplier_name, s.base_url AS supplier_base_url,
        s.created_at AS supplier_created_at,
-       0::bigint AS available, 0::bigint AS reserved, 0::bigint AS sold, 0::bigint AS frozen
+       0::bigint AS available, 0::bigint AS reserved, 0::bigint AS sold, 0::bigint AS frozen,
+       p.redeemable
 FROM p
 LEFT JOIN suppliers s ON s.id = p.supplier_id;
 
@@ -159,3 +160,13 @@ UPDATE suppliers SET base_url = $2, secret_ciphertext = $3, key_id = $4 WHERE id
 
 -- name: product_id_by_sku
 SELECT id FROM products WHERE supplier_id = $1 AND supplier_sku = $2;
+
+-- name: set_redeemable
+WITH p AS (
+    UPDATE products
+    SET redeemable = $2,
+        updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')
+    WHERE id = $1
+    RETURNING id
+)
+SELECT id FROM p;

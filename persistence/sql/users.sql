@@ -1,6 +1,6 @@
 -- name: insert
-INSERT INTO users (channel_id, email, password_hash, role)
-VALUES ($1, $2, $3, $4)
+INSERT INTO users (channel_id, email, password_hash, role, merchant_id)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT ((lower(email))) DO NOTHING
 RETURNING id, channel_id, email, role, created_at;
 
@@ -10,7 +10,7 @@ FROM users
 WHERE lower(email) = lower($1) AND disabled_at IS NULL;
 
 -- name: principal
-SELECT u.id, u.role, u.channel_id, c.path::text AS channel_path
+SELECT u.id, u.role, u.channel_id, c.path::text AS channel_path, u.merchant_id
 FROM users u JOIN channels c ON c.id = u.channel_id
 WHERE u.id = $1 AND u.disabled_at IS NULL;
 

@@ -627,6 +627,30 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
         'mutation { refundOrder(input: {orderId: "T3JkZXI6MQ=="}) { order { id } } }',
         {},
     ),
+    "merchants": ("query", "{ merchants { edges { node { id } } } }", {}),
+    "redemptions": ("query", "{ redemptions { edges { node { id } } } }", {}),
+    "createMerchant": (
+        "mutation",
+        'mutation { createMerchant(input: {name: "m"}) { merchant { id } } }',
+        {},
+    ),
+    "setMerchantChannels": (
+        "mutation",
+        'mutation { setMerchantChannels(input: {merchantId: "x", channelIds: []}) {'
+        " merchant { id } } }",
+        {},
+    ),
+    "redeemCode": (
+        "mutation",
+        'mutation { redeemCode(input: {code: "c", idempotencyKey: "k"}) { redemption { id } } }',
+        {},
+    ),
+    "setProductRedeemable": (
+        "mutation",
+        'mutation { setProductRedeemable(input: {productId: "x", redeemable: true}) {'
+        " product { id } } }",
+        {},
+    ),
     "retryFulfilment": (
         "mutation",
         'mutation { retryFulfilment(input: {orderId: "T3JkZXI6MQ=="}) { order { id } } }',
@@ -679,6 +703,9 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
              webhookEndpointId: "V2ViaG9va0VuZHBvaW50OjE="}) { webhookEndpoint { id } } }""",
         {},
     ),
+    # audit
+    "auditVerify": ("query", "{ auditVerify { ok } }", {}),
+    "codeTrace": ("query", 'query { codeTrace(codeId: "Q29kZTox") { events { kind } } }', {}),
     # code changes
     "freezeCodes": (
         "mutation",
@@ -698,9 +725,6 @@ PROTECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
              changed } }""",
         {"id": POOL_1},
     ),
-    # audit
-    "auditVerify": ("query", "{ auditVerify { ok } }", {}),
-    "codeTrace": ("query", 'query { codeTrace(codeId: "Q29kZTox") { events { kind } } }', {}),
     # Subscriptions are tested over WebSocket elsewhere; listed so none goes unnoticed.
     "channelCreated": ("subscription", "subscription { channelCreated { id } }", {}),
     "stockChanged": ("subscription", "subscription { stockChanged { productId available } }", {}),
