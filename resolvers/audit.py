@@ -31,15 +31,10 @@ from schema.audit import AuditVerification, CodeEvent, CodeTrace
 from schema.context import Info, require_viewer
 from schema.errors import forbidden_request
 
-# How often the chainer looks for new events.
-CHAIN_SECONDS = 0.5
 # Events chained per pass; a full pass is followed by the next at once.
 BATCH = 2000
 # Entries read per page of a verification walk: memory stays flat however long the chain.
 PAGE = 5000
-# An event this old with no entry fails verification: the chainer is a second behind at
-# most while it runs, so it has stopped, or the event's entry was deleted.
-UNCHAINED_GRACE = timedelta(seconds=60)
 
 
 class AuditChainer(Periodic):
@@ -73,9 +68,11 @@ class AuditChainer(Periodic):
         return len(found.events)
 
 
-async def verify_chain(db: asyncpg.Pool[Any]) -> Verification:
+async def verify_chain(db: asyncpg.Pool[Any], grace: timedelta) -> Verification:
     """Walks the chain as it stands now, page by page in seq order, recomputing each hash
-    from the event's current row; then looks for events left out of it."""
+    from the event's current row; then looks for events left out of it. An event older
+    than ``grace`` with no entry fails verification: the chainer is a second behind at
+    most while it runs, so it has stopped, or the event's entry was deleted."""
     async with db.acquire() as conn:
         walk = Walk()
         head = await audit.head(conn)
@@ -87,7 +84,7 @@ async def verify_chain(db: asyncpg.Pool[Any]) -> Verification:
             # Hashing a page takes tens of milliseconds: off the event loop.
             await asyncio.to_thread(walk.feed, entries)
         walk.finish(through)
-        left_out = await audit.unchained_summary(conn, UNCHAINED_GRACE)
+        left_out = await audit.unchained_summary(conn, grace)
         broken = walk.broken
         if broken is None and left_out.first_stale is not None:
             code_id = await audit.event_code(conn, left_out.first_stale)
@@ -101,7 +98,9 @@ async def audit_verify(info: Info) -> AuditVerification:
         raise forbidden_request(
             "Only the platform's owners, operators and finance staff verify the audit trail."
         )
-    return AuditVerification(record=await verify_chain(info.context.services.db))
+    services = info.context.services
+    grace = timedelta(seconds=services.settings.audit_unchained_grace_seconds)
+    return AuditVerification(record=await verify_chain(services.db, grace))
 
 
 async def code_trace(info: Info, code_id: str) -> CodeTrace | None:

@@ -159,7 +159,7 @@ async def _change(info: Info, input: CodeSelectionInput, change: Change) -> Outc
     # channel that made it (see the module's doc).
     frozen_from = None if viewer.is_platform else viewer.channel_path
     event = MoveEvent(
-        change.value, _actor(viewer), {"reason": reason, "by_channel_id": viewer.channel_id}
+        change.value, viewer.actor, {"reason": reason, "by_channel_id": viewer.channel_id}
     )
     return await apply(
         services.pools, services.db, selector, rule(change, selector, frozen_from), change, event
@@ -236,12 +236,6 @@ def _platform_only(what: str, field: str) -> UserError:
         f"Only the platform's owners and operators select codes by {what}.",
         field,
     )
-
-
-def _actor(viewer: Principal) -> str:
-    if viewer.user_id is not None:
-        return f"user:{viewer.user_id}"
-    return f"api-key:{viewer.api_key_id}"
 
 
 Send = Callable[[int, list[int], MoveEvent], Awaitable[Changed]]

@@ -120,7 +120,7 @@ async def _reserve(
                 held = list(reserved.code_ids)
                 await orders.attach_codes(conn, order.id, held)
                 await orders.record_events(
-                    conn, held, "RESERVED", order.id, viewer.channel_id, _actor(viewer)
+                    conn, held, "RESERVED", order.id, viewer.channel_id, viewer.actor
                 )
         except Exception as error:
             # Nothing was written: give the codes back at once rather than at expiry.
@@ -130,9 +130,3 @@ async def _reserve(
             raise
         return order
     return user_error(ErrorCode.OUT_OF_STOCK, "Not enough codes in stock.", "quantity")
-
-
-def _actor(viewer: Principal) -> str:
-    if viewer.user_id is not None:
-        return f"user:{viewer.user_id}"
-    return f"api-key:{viewer.api_key_id}"

@@ -62,12 +62,6 @@ def _state(message: str) -> _Refused:
     return _Refused(user_error(ErrorCode.ORDER_STATE, message))
 
 
-def _actor(viewer: Principal) -> str:
-    if viewer.user_id is not None:
-        return f"user:{viewer.user_id}"
-    return f"api-key:{viewer.api_key_id}"
-
-
 async def _find(info: Info, viewer: Principal, order_id: str) -> OrderRecord:
     key = ids.decode("Order", order_id)
     found = (
@@ -132,7 +126,7 @@ async def _cancel(info: Info, viewer: Principal, input: CancelOrderInput) -> Ord
         await orders.detach_codes(conn, current.id)
         if released:
             await orders.record_events(
-                conn, list(released), "RELEASED", current.id, current.channel_id, _actor(viewer)
+                conn, list(released), "RELEASED", current.id, current.channel_id, viewer.actor
             )
     await publish(services, cancelled)
     return cancelled
@@ -184,7 +178,7 @@ async def _refund(info: Info, viewer: Principal, input: RefundOrderInput) -> Ord
         )
         voided = await orders.voided_code_ids(conn, current.id)
         await orders.record_events(
-            conn, voided, "VOIDED", current.id, current.channel_id, _actor(viewer)
+            conn, voided, "VOIDED", current.id, current.channel_id, viewer.actor
         )
     await publish(services, refunded)
     return refunded
@@ -204,7 +198,7 @@ async def retry_fulfilment(info: Info, input: RetryFulfilmentInput) -> RetryFulf
             ]
         )
     try:
-        outcome = await realtime.re_place(services, order, _actor(viewer))
+        outcome = await realtime.re_place(services, order, viewer.actor)
     except InsufficientBalance:
         return RetryFulfilmentPayload(
             user_errors=[

@@ -57,7 +57,7 @@ from persistence.pools import PoolRecord
 from persistence.sales import SaleTerms, UnknownProduct
 from resolvers.external_orders import _one_at_a_time
 from resolvers.order_payments import publish
-from resolvers.orders import _actor, price_below_cost
+from resolvers.orders import price_below_cost
 from schema import ids
 from schema.context import Info, require_viewer
 from schema.errors import ErrorCode, UserError, user_error
@@ -189,7 +189,7 @@ async def _write_held(
             held = list(reserved.code_ids)
             await orders.attach_codes(conn, order.id, held)
             await orders.record_events(
-                conn, held, "RESERVED", order.id, viewer.channel_id, _actor(viewer)
+                conn, held, "RESERVED", order.id, viewer.channel_id, viewer.actor
             )
         if decision.event_id is not None:
             await risk.attach_order(conn, decision.event_id, order.id)
@@ -227,7 +227,7 @@ async def _approve(info: Info, viewer: Principal, order_id: str) -> OrderRecord:
     if order.status is not OrderStatus.REVIEW:
         raise _state(NOT_HELD)
     await _check_payable(info, order)
-    actor = _actor(viewer)
+    actor = viewer.actor
     async with services.db.acquire() as conn, conn.transaction():
         current = await orders.lock(conn, order.id)
         assert current is not None, "orders are never deleted"
@@ -325,7 +325,7 @@ async def _reject(info: Info, viewer: Principal, input: RejectOrderInput) -> Ord
         return order
     if order.status is not OrderStatus.REVIEW:
         raise _state(NOT_HELD)
-    actor = _actor(viewer)
+    actor = viewer.actor
     async with services.db.acquire() as conn, conn.transaction():
         current = await orders.lock(conn, order.id)
         assert current is not None, "orders are never deleted"

@@ -268,7 +268,7 @@ async def _sell_from_pools(
         request["buyer"] or {},
         sale,
         ref,
-        _actor(viewer),
+        viewer.actor,
         tuple(plan),
     )
     try:
@@ -313,7 +313,7 @@ async def _buy_from_supplier(
             digest=digest,
             buyer=request["buyer"] or {},
             delivery=plan,
-            actor=_actor(viewer),
+            actor=viewer.actor,
         )
     except PriceBelowCost:
         return price_below_cost()
@@ -341,12 +341,6 @@ async def _issue_generated(info: Info, product: ProductRecord, paid: PaidOrder) 
         )
         pool_id = await generated.generated_pool(conn, product.id)
         return await replace(paid, pool_id=pool_id)(conn, tuple(code_ids))
-
-
-def _actor(viewer: Principal) -> str:
-    if viewer.user_id is not None:
-        return f"user:{viewer.user_id}"
-    return f"api-key:{viewer.api_key_id}"
 
 
 async def _replay(
@@ -402,9 +396,7 @@ async def reveal_codes(info: Info, input: RevealCodesInput) -> RevealCodesPayloa
             ],
         )
     code_ids = await orders.code_ids_of(db, found.id)
-    await orders.record_events(
-        db, code_ids, "REVEALED", found.id, viewer.channel_id, _actor(viewer)
-    )
+    await orders.record_events(db, code_ids, "REVEALED", found.id, viewer.channel_id, viewer.actor)
     return RevealCodesPayload(order=Order(record=found), codes=await _plaintext(info, found))
 
 

@@ -22,7 +22,6 @@ from domain.risk import (
 from persistence import orders, risk
 from persistence.risk import RiskEventRecord
 from resolvers.catalog import find_product
-from resolvers.orders import _actor
 from schema import ids
 from schema.catalog import Product
 from schema.context import Info, require_viewer
@@ -102,7 +101,7 @@ async def set_risk_rule(info: Info, input: SetRiskRuleInput) -> SetRiskRulePaylo
             limit=limit,
             window_seconds=window_seconds,
             action=action,
-            created_by=_actor(viewer),
+            created_by=viewer.actor,
             disabled=bool(input.disabled),
         )
         return SetRiskRulePayload(risk_rule=RiskRule(record=created))
@@ -158,7 +157,7 @@ async def block_subject(info: Info, input: BlockSubjectInput) -> BlockSubjectPay
     if problem:
         return BlockSubjectPayload(user_errors=[_invalid(problem)])
     assert subject is not None
-    made = await risk.block(info.context.services.db, subject, reason, _actor(viewer))
+    made = await risk.block(info.context.services.db, subject, reason, viewer.actor)
     return BlockSubjectPayload(blocked_subject=BlockedSubject(record=made))
 
 
@@ -170,7 +169,7 @@ async def unblock_subject(info: Info, input: UnblockSubjectInput) -> UnblockSubj
     if problem:
         return UnblockSubjectPayload(user_errors=[_invalid(problem)])
     assert subject is not None
-    ended = await risk.unblock(info.context.services.db, subject, _actor(viewer))
+    ended = await risk.unblock(info.context.services.db, subject, viewer.actor)
     if ended is None:
         return UnblockSubjectPayload(
             user_errors=[
