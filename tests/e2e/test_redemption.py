@@ -12,6 +12,7 @@ from standardwebhooks.webhooks import Webhook
 
 from settings import Settings
 from tests.conftest import Api, Node, eventually
+from tests.e2e.test_audit import TRACE
 from tests.e2e.test_catalog import create_product
 from tests.e2e.test_ledger_api import funded
 from tests.e2e.test_orders import PLACE, order_input
@@ -44,6 +45,18 @@ mutation($input: IssueApiKeyInput!) {
 SET_REDEEMABLE = """
 mutation($input: SetProductRedeemableInput!) {
   setProductRedeemable(input: $input) { product { id redeemable } userErrors { code } }
+}
+"""
+LINKED_ORDER = """
+mutation($input: PlaceOrderInput!) {
+  placeOrder(input: $input) { order { deliveries { method url } } userErrors { code } }
+}
+"""
+REDEMPTIONS = """
+query($filter: RedemptionFilter) {
+  redemptions(filter: $filter) {
+    edges { node { id usesLeft region redeemedAt code { id masked } merchantId } }
+  }
 }
 """
 GUESS_LIMIT = 5
@@ -244,3 +257,70 @@ async def test_guesses_are_throttled_even_in_one_request(
     assert [(e["subject_kind"], e["decision"]) for e in throttled] == [("VERIFIER", "BLOCK")] * (
         12 - GUESS_LIMIT + 1
     )
+
+
+async def test_a_scanned_link_redeems_its_code(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given a code delivered by a link page, and the link's token (what its QR carries)
+    root = tree["root"].key
+    product = await create_product(api, root)
+    await api.data(
+        SET_REDEEMABLE, {"input": {"productId": product["id"], "redeemable": True}}, token=root
+    )
+    pool = (
+        await api.data(
+            CREATE_POOL, {"input": {"productId": product["id"], "name": "main"}}, token=root
+        )
+    )["createPool"]["pool"]["id"]
+    await api.data(IMPORT, {"input": {"poolId": pool, "codes": [{"code": "LINKED-1"}]}}, token=root)
+    await funded(api, root, tree["A"].id, "100.00", "bank-link")
+    placed = await api.data(
+        LINKED_ORDER,
+        {
+            "input": order_input(product["id"], "linked")["input"]
+            | {"delivery": [{"method": "LINK"}]}
+        },
+        token=tree["A"].key,
+    )
+    (link,) = [d for d in placed["placeOrder"]["order"]["deliveries"] if d["method"] == "LINK"]
+    token = link["url"].rsplit("/r/", 1)[1]
+    _, key = await verifier(api, tree, tree["A"].id)
+
+    # When the verifier scans it
+    body = await api.data(REDEEM, {"input": {"token": token, "idempotencyKey": "scan"}}, token=key)
+
+    # Then the code is redeemed without its password being typed
+    assert body["redeemCode"]["userErrors"] == []
+    assert body["redeemCode"]["redemption"]["usesLeft"] == 0
+    assert await db.fetchval("SELECT uses FROM codes") == 1
+    # And a forged token redeems nothing
+    forged = await api.data(
+        REDEEM, {"input": {"token": token[:-2] + "xx", "idempotencyKey": "forged"}}, token=key
+    )
+    assert codes_of([forged]) == ["CODE_NOT_FOUND"]
+
+
+async def test_redemptions_are_listed_and_traced(api: Api, tree: dict[str, Node]) -> None:
+    # Given a code redeemed twice at a cinema
+    code = await sold_code(api, tree, max_uses=2)
+    merchant, key = await verifier(api, tree, tree["A"].id)
+    for scan in ("first", "second"):
+        await api.data(REDEEM, redeem(code, scan, region="CN-SH"), token=key)
+
+    # Then A (the seller) and the platform list both, newest first, filtered by merchant
+    listed = await api.data(REDEMPTIONS, {"filter": {"merchantId": merchant}}, token=tree["A"].key)
+    nodes = [e["node"] for e in listed["redemptions"]["edges"]]
+    assert [(n["usesLeft"], n["region"], n["code"]["id"]) for n in nodes] == [
+        (0, "CN-SH", code["id"]),
+        (1, "CN-SH", code["id"]),
+    ]
+    # And B, which neither sold the code nor manages the merchant, sees none
+    other = await api.data(REDEMPTIONS, {"filter": None}, token=tree["B"].key)
+    assert other["redemptions"]["edges"] == []
+    # And the code's trace shows its life in order, the redemptions with the merchant
+    traced = await api.data(TRACE, {"id": code["id"]}, token=tree["root"].key)
+    events = traced["codeTrace"]["events"]
+    assert [e["kind"] for e in events] == ["IMPORTED", "SOLD", "DELIVERED", "REDEEMED", "REDEEMED"]
+    assert [e["merchant"]["id"] for e in events if e["kind"] == "REDEEMED"] == [merchant] * 2
+    assert [e["usesLeft"] for e in events if e["kind"] == "REDEEMED"] == [1, 0]
