@@ -364,7 +364,7 @@ async def _seed_redemption(db: Conn, seeded: dict[str, ChannelRecord]) -> list[s
     return [
         f"  Merchant {MERCHANT_NAME} redeems video codes sold under the East China agent.",
         f"    Its till's verifier key: {format_api_key(key.id, secret)}",
-        "    Redeem a code bought below (header Authorization: Bearer <the till's key>):",
+        "    Redeem a video code you bought (header Authorization: Bearer <the till's key>):",
         '    mutation { redeemCode(input: {code: "<code>", password: "<password>", '
         'region: "CN-SH", idempotencyKey: "scan-1"}) { redemption { usesLeft redeemedAt } '
         "userErrors { code message } } }",
