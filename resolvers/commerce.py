@@ -50,19 +50,11 @@ from schema.commerce import (
     SetChannelRestrictionsPayload,
 )
 from schema.context import Info, require_viewer
-from schema.errors import ErrorCode, UserError, user_error
+from schema.errors import ErrorCode, Refused, UserError, user_error
 from schema.pagination import Connection, connection, window
 
 # Published after hidden products change: {"path": channel path, "product_ids": [...]}.
 TOPIC_PRODUCT_VISIBILITY = "product-visibility"
-
-
-class _Refused(Exception):
-    """Leaves a transaction, rolling it back, with the error to report."""
-
-    def __init__(self, error: UserError) -> None:
-        super().__init__(error.message)
-        self.error = error
 
 
 def _purchase_price(path: PricePath) -> Decimal:
@@ -194,14 +186,14 @@ async def set_channel_price(info: Info, input: SetChannelPriceInput) -> SetChann
                 resolve(path.cost, path.base_price, path.levels, check=False).prices
             )
             if resulting < own:
-                raise _Refused(
+                raise Refused(
                     user_error(
                         ErrorCode.PRICE_BELOW_COST,
                         f"The price {resulting} is below your own purchase price {own}.",
                         "price",
                     )
                 )
-    except _Refused as refused:
+    except Refused as refused:
         return SetChannelPricePayload(user_errors=[refused.error])
     return SetChannelPricePayload(
         channel=Channel(record=child), product=Product(record=product), price=resulting

@@ -30,7 +30,7 @@ from resolvers import realtime
 from resolvers.order_payments import publish
 from schema import ids
 from schema.context import Info, require_viewer
-from schema.errors import ErrorCode, UserError, user_error
+from schema.errors import ErrorCode, Refused, UserError, order_state, user_error
 from schema.orders import (
     CancelOrderInput,
     CancelOrderPayload,
@@ -52,16 +52,6 @@ NOT_REFUNDABLE = "Only a paid order can be refunded."
 WHOLE_ORDER = "A refund takes back all of the order's codes: give all of them, or none."
 
 
-class _Refused(Exception):
-    def __init__(self, error: UserError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-def _state(message: str) -> _Refused:
-    return _Refused(user_error(ErrorCode.ORDER_STATE, message))
-
-
 async def _find(info: Info, viewer: Principal, order_id: str) -> OrderRecord:
     key = ids.decode("Order", order_id)
     found = (
@@ -70,14 +60,14 @@ async def _find(info: Info, viewer: Principal, order_id: str) -> OrderRecord:
         else None
     )
     if found is None:
-        raise _Refused(user_error(ErrorCode.NOT_FOUND, NOT_FOUND, "orderId"))
+        raise Refused(user_error(ErrorCode.NOT_FOUND, NOT_FOUND, "orderId"))
     return found
 
 
 def _reason(reason: str | None) -> str | None:
     cleaned, problem = ledger_rules.clean_memo(reason, "reason")
     if problem:
-        raise _Refused(user_error(ErrorCode.INVALID_INPUT, problem.message, problem.field))
+        raise Refused(user_error(ErrorCode.INVALID_INPUT, problem.message, problem.field))
     return cleaned
 
 
@@ -85,7 +75,7 @@ async def cancel_order(info: Info, input: CancelOrderInput) -> CancelOrderPayloa
     viewer = require_viewer(info)
     try:
         order = await _cancel(info, viewer, input)
-    except _Refused as refused:
+    except Refused as refused:
         return CancelOrderPayload(user_errors=[refused.error])
     return CancelOrderPayload(order=Order(record=order))
 
@@ -94,14 +84,14 @@ async def _cancel(info: Info, viewer: Principal, input: CancelOrderInput) -> Ord
     services = info.context.services
     order = await _find(info, viewer, input.order_id)
     if viewer.role not in CANCEL_ROLES:
-        raise _Refused(
+        raise Refused(
             user_error(ErrorCode.FORBIDDEN, "Your role may not cancel orders.", "orderId")
         )
     reason = _reason(input.reason)
     if order.status is OrderStatus.CANCELLED:
         return order
     if order.status is not OrderStatus.AWAITING_PAYMENT:
-        raise _state(NOT_CANCELLABLE)
+        raise order_state(NOT_CANCELLABLE)
     released: tuple[int, ...] = ()
     if order.pool_id is not None and order.reservation_ref is not None:
         # Released before the order changes: a payment's commit that comes after this
@@ -113,13 +103,13 @@ async def _cancel(info: Info, viewer: Principal, input: CancelOrderInput) -> Ord
         if current.status is OrderStatus.CANCELLED:
             return current
         if current.status is not OrderStatus.AWAITING_PAYMENT:
-            raise _state(NOT_CANCELLABLE)
+            raise order_state(NOT_CANCELLABLE)
         if (
             current.pool_id is not None
             and current.reservation_ref is not None
             and await orders.sold_under(conn, current.pool_id, current.reservation_ref)
         ):
-            raise _state(PAYMENT_ARRIVING)
+            raise order_state(PAYMENT_ARRIVING)
         cancelled = await orders.set_status(
             conn, current.id, OrderStatus.CANCELLED, reason or "Cancelled before payment."
         )
@@ -136,7 +126,7 @@ async def refund_order(info: Info, input: RefundOrderInput) -> RefundOrderPayloa
     viewer = require_viewer(info)
     try:
         order = await _refund(info, viewer, input)
-    except _Refused as refused:
+    except Refused as refused:
         return RefundOrderPayload(user_errors=[refused.error])
     return RefundOrderPayload(order=Order(record=order))
 
@@ -145,7 +135,7 @@ async def _refund(info: Info, viewer: Principal, input: RefundOrderInput) -> Ord
     services = info.context.services
     order = await _find(info, viewer, input.order_id)
     if order.channel_id == viewer.channel_id or viewer.role not in REFUND_ROLES:
-        raise _Refused(
+        raise Refused(
             user_error(
                 ErrorCode.FORBIDDEN,
                 "Orders are refunded by the buyer's seller: an owner or finance staff "
@@ -158,11 +148,11 @@ async def _refund(info: Info, viewer: Principal, input: RefundOrderInput) -> Ord
     if input.code_ids is not None:
         given = {ids.decode("Code", c) for c in input.code_ids}
         if given != set(code_ids):
-            raise _Refused(user_error(ErrorCode.INVALID_INPUT, WHOLE_ORDER, "codeIds"))
+            raise Refused(user_error(ErrorCode.INVALID_INPUT, WHOLE_ORDER, "codeIds"))
     if order.status is OrderStatus.REFUNDED and order.refund_transaction_id is not None:
         return order
     if order.status is not OrderStatus.PAID:
-        raise _state(NOT_REFUNDABLE)
+        raise order_state(NOT_REFUNDABLE)
     assert order.pool_id is not None, "a paid order was sold from a pool"
     await services.pools.void(order.pool_id, code_ids)
     async with services.db.acquire() as conn, conn.transaction():
@@ -171,7 +161,7 @@ async def _refund(info: Info, viewer: Principal, input: RefundOrderInput) -> Ord
         if current.status is OrderStatus.REFUNDED and current.refund_transaction_id:
             return current
         if current.status is not OrderStatus.PAID or current.sale_transaction_id is None:
-            raise _state(NOT_REFUNDABLE)
+            raise order_state(NOT_REFUNDABLE)
         reversal = await sales.refund(conn, current.sale_transaction_id, f"order:{current.id}")
         refunded = await orders.set_status(
             conn, current.id, OrderStatus.REFUNDED, reason or "Refunded.", reversal.id
@@ -189,7 +179,7 @@ async def retry_fulfilment(info: Info, input: RetryFulfilmentInput) -> RetryFulf
     services = info.context.services
     try:
         order = await _find(info, viewer, input.order_id)
-    except _Refused as refused:
+    except Refused as refused:
         return RetryFulfilmentPayload(user_errors=[refused.error])
     if viewer.role not in CANCEL_ROLES:
         return RetryFulfilmentPayload(

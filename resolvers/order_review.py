@@ -60,7 +60,7 @@ from resolvers.order_payments import publish
 from resolvers.orders import price_below_cost
 from schema import ids
 from schema.context import Info, require_viewer
-from schema.errors import ErrorCode, UserError, user_error
+from schema.errors import ErrorCode, Refused, UserError, order_state, user_error
 from schema.orders import Order, PlaceOrderInput
 from schema.risk import (
     ApproveOrderInput,
@@ -88,16 +88,6 @@ PRICE_CHANGED = (
 )
 NOT_SOLD = "The product is no longer sold to the buyer."
 NO_BALANCE = "The buyer's balance cannot pay for this order."
-
-
-class _Refused(Exception):
-    def __init__(self, error: UserError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-def _state(message: str) -> _Refused:
-    return _Refused(user_error(ErrorCode.ORDER_STATE, message))
 
 
 # --- holding ----------------------------------------------------------------------------
@@ -204,9 +194,9 @@ async def _reviewable(info: Info, viewer: Principal, order_id: str) -> OrderReco
     db = info.context.services.db
     found = await orders.get_in_subtree(db, key, viewer.channel_path) if key else None
     if found is None:
-        raise _Refused(user_error(ErrorCode.NOT_FOUND, NOT_FOUND, "orderId"))
+        raise Refused(user_error(ErrorCode.NOT_FOUND, NOT_FOUND, "orderId"))
     if found.channel_id == viewer.channel_id or viewer.role not in REVIEW_ROLES:
-        raise _Refused(user_error(ErrorCode.FORBIDDEN, NOT_REVIEWER, "orderId"))
+        raise Refused(user_error(ErrorCode.FORBIDDEN, NOT_REVIEWER, "orderId"))
     return found
 
 
@@ -214,7 +204,7 @@ async def approve_order(info: Info, input: ApproveOrderInput) -> ApproveOrderPay
     viewer = require_viewer(info)
     try:
         order = await _approve(info, viewer, input.order_id)
-    except _Refused as refused:
+    except Refused as refused:
         return ApproveOrderPayload(user_errors=[refused.error])
     return ApproveOrderPayload(order=Order(record=order))
 
@@ -225,7 +215,7 @@ async def _approve(info: Info, viewer: Principal, order_id: str) -> OrderRecord:
     if order.status is OrderStatus.PAID:
         return order
     if order.status is not OrderStatus.REVIEW:
-        raise _state(NOT_HELD)
+        raise order_state(NOT_HELD)
     await _check_payable(info, order)
     actor = viewer.actor
     async with services.db.acquire() as conn, conn.transaction():
@@ -234,7 +224,7 @@ async def _approve(info: Info, viewer: Principal, order_id: str) -> OrderRecord:
         if current.status is OrderStatus.PAID:
             return current
         if current.status is not OrderStatus.REVIEW:
-            raise _state(NOT_HELD)
+            raise order_state(NOT_HELD)
         pool_id, code_ids = await _codes_for(info, conn, current, actor)
         try:
             settled = await sales.settle(
@@ -246,11 +236,11 @@ async def _approve(info: Info, viewer: Principal, order_id: str) -> OrderRecord:
                 reference=sale_reference(current.channel_id, current.idempotency_key),
             )
         except InsufficientBalance as error:
-            raise _Refused(user_error(ErrorCode.INSUFFICIENT_BALANCE, NO_BALANCE)) from error
+            raise Refused(user_error(ErrorCode.INSUFFICIENT_BALANCE, NO_BALANCE)) from error
         except (PriceBelowCost, UnknownProduct) as error:
-            raise _state(PRICE_CHANGED) from error
+            raise order_state(PRICE_CHANGED) from error
         if settled.total != current.total:
-            raise _state(PRICE_CHANGED)
+            raise order_state(PRICE_CHANGED)
         await orders.attach_missing_codes(conn, current.id, list(code_ids))
         paid = await orders.mark_paid(conn, current.id, pool_id, settled.transaction.id)
         await orders.record_events(
@@ -272,11 +262,13 @@ async def _check_payable(info: Info, order: OrderRecord) -> None:
         terms = await sales.terms(db, path, order.product_id)
         sale = sales.quote_from(terms, buyer_id=order.channel_id, quantity=order.quantity)
     except (PriceBelowCost, UnknownProduct) as error:
-        raise _state(PRICE_CHANGED if isinstance(error, PriceBelowCost) else NOT_SOLD) from error
+        raise order_state(
+            PRICE_CHANGED if isinstance(error, PriceBelowCost) else NOT_SOLD
+        ) from error
     if cents(sale.chain.price * order.quantity) != order.total:
-        raise _state(PRICE_CHANGED)
+        raise order_state(PRICE_CHANGED)
     if -(await ledger.balance(db, wallet(order.channel_id))) < order.total:
-        raise _Refused(user_error(ErrorCode.INSUFFICIENT_BALANCE, NO_BALANCE))
+        raise Refused(user_error(ErrorCode.INSUFFICIENT_BALANCE, NO_BALANCE))
 
 
 async def _codes_for(
@@ -289,7 +281,7 @@ async def _codes_for(
         # Only the order's row is locked meanwhile, which no actor's work waits for.
         answer = await services.pools.commit(order.pool_id, order.reservation_ref)
         if not isinstance(answer, Committed):
-            raise _state(HOLD_GONE)
+            raise order_state(HOLD_GONE)
         return order.pool_id, answer.code_ids
     product = await catalog.get_product(conn, order.product_id, viewer_path=None)
     assert product is not None, "products are never deleted"
@@ -310,7 +302,7 @@ async def reject_order(info: Info, input: RejectOrderInput) -> RejectOrderPayloa
     viewer = require_viewer(info)
     try:
         order = await _reject(info, viewer, input)
-    except _Refused as refused:
+    except Refused as refused:
         return RejectOrderPayload(user_errors=[refused.error])
     return RejectOrderPayload(order=Order(record=order))
 
@@ -320,11 +312,11 @@ async def _reject(info: Info, viewer: Principal, input: RejectOrderInput) -> Ord
     order = await _reviewable(info, viewer, input.order_id)
     reason, problem = clean_reason(input.reason)
     if problem:
-        raise _Refused(user_error(ErrorCode.INVALID_INPUT, problem.message, problem.field))
+        raise Refused(user_error(ErrorCode.INVALID_INPUT, problem.message, problem.field))
     if order.status is OrderStatus.CANCELLED:
         return order
     if order.status is not OrderStatus.REVIEW:
-        raise _state(NOT_HELD)
+        raise order_state(NOT_HELD)
     actor = viewer.actor
     async with services.db.acquire() as conn, conn.transaction():
         current = await orders.lock(conn, order.id)
@@ -332,7 +324,7 @@ async def _reject(info: Info, viewer: Principal, input: RejectOrderInput) -> Ord
         if current.status is OrderStatus.CANCELLED:
             return current
         if current.status is not OrderStatus.REVIEW:
-            raise _state(NOT_HELD)
+            raise order_state(NOT_HELD)
         released: tuple[int, ...] = ()
         voided: tuple[int, ...] = ()
         if current.pool_id is not None and current.reservation_ref is not None:

@@ -53,6 +53,18 @@ def user_error(code: ErrorCode, message: str, field: str | None = None) -> UserE
     return UserError(field=[field] if field else None, code=code, message=message)
 
 
+class Refused(Exception):
+    """A domain refusal raised deep in a resolver; the mutation answers with its error."""
+
+    def __init__(self, error: UserError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def order_state(message: str) -> Refused:
+    return Refused(user_error(ErrorCode.ORDER_STATE, message))
+
+
 class RequestError(GraphQLError):
     """A GraphQL error whose message is meant for the client (``extensions.code`` set)."""
 
