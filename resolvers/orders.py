@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from actors.messages import Sold
 from domain.access import Principal, in_subtree
@@ -53,6 +53,7 @@ from schema.pagination import Connection, connection, window
 log = logging.getLogger(__name__)
 
 TOPIC_ORDER_UPDATED = "order-updated"
+T = TypeVar("T")
 # The largest order id cursor: pages run newest first.
 _NEWEST = 2**62
 
@@ -193,8 +194,11 @@ async def _place(
                 "Products bought from a supplier at order time are paid from the balance.",
                 "payment",
             )
-        return await _buy_from_supplier(
-            info, viewer, product, offer, input.quantity, key, digest, request, plan
+        return await _paying(
+            key,
+            _buy_from_supplier(
+                info, viewer, product, offer, input.quantity, key, digest, request, plan
+            ),
         )
     if PaymentMethod(input.payment) is PaymentMethod.EXTERNAL:
         from resolvers.external_orders import reserve_for_payment
@@ -202,9 +206,23 @@ async def _place(
         return await reserve_for_payment(
             info, viewer, product, input.quantity, key, digest, request, plan
         )
-    return await _sell_from_pools(
-        info, viewer, product, offer, input.quantity, key, digest, request, plan
+    return await _paying(
+        key,
+        _sell_from_pools(info, viewer, product, offer, input.quantity, key, digest, request, plan),
     )
+
+
+async def _paying(key: str, sale: Awaitable[T]) -> T | DuplicateOrder | UserError:
+    """A sale that writes its order and takes its money, or why it did neither."""
+    try:
+        return await sale
+    except DuplicateOrder as duplicate:
+        return duplicate
+    except ledger.IdempotencyConflict:
+        # The sale's reference is the order's key: a concurrent twin is committing.
+        return DuplicateOrder(key)
+    except InsufficientBalance:
+        return user_error(ErrorCode.INSUFFICIENT_BALANCE, "The balance cannot pay for this order.")
 
 
 def _request(input: PlaceOrderInput) -> dict[str, Any]:
@@ -249,7 +267,7 @@ async def _sell_from_pools(
     digest: str,
     request: dict[str, Any],
     plan: list[QueuedDelivery],
-) -> SoldOrder | DuplicateOrder | UserError:
+) -> SoldOrder | UserError:
     """Sell from the product's pools in turn until one has the codes, or issue new ones
     for a GENERATED product. The sale is quoted first, outside the sale's transaction."""
     services = info.context.services
@@ -271,23 +289,15 @@ async def _sell_from_pools(
         viewer.actor,
         tuple(plan),
     )
-    try:
-        if product.fulfilment is Fulfilment.GENERATED:
-            return await _issue_generated(info, product, paid)
-        # Stock is the actors' to know: the cached pool list may be older than it.
-        for pool in offer.pools:
-            work = replace(paid, pool_id=pool.id)
-            outcome = await services.pools.sell(pool.id, ref, quantity, work)
-            if isinstance(outcome, Sold):
-                sold: SoldOrder = outcome.result
-                return sold
-    except DuplicateOrder as duplicate:
-        return duplicate
-    except ledger.IdempotencyConflict:
-        # The sale's reference is the order's key: a concurrent twin is committing.
-        return DuplicateOrder(key)
-    except InsufficientBalance:
-        return user_error(ErrorCode.INSUFFICIENT_BALANCE, "The balance cannot pay for this order.")
+    if product.fulfilment is Fulfilment.GENERATED:
+        return await _issue_generated(info, product, paid)
+    # Stock is the actors' to know: the cached pool list may be older than it.
+    for pool in offer.pools:
+        work = replace(paid, pool_id=pool.id)
+        outcome = await services.pools.sell(pool.id, ref, quantity, work)
+        if isinstance(outcome, Sold):
+            sold: SoldOrder = outcome.result
+            return sold
     return user_error(ErrorCode.OUT_OF_STOCK, "Not enough codes in stock.", "quantity")
 
 
@@ -317,12 +327,6 @@ async def _buy_from_supplier(
         )
     except PriceBelowCost:
         return price_below_cost()
-    except DuplicateOrder as duplicate:
-        return duplicate
-    except ledger.IdempotencyConflict:
-        return DuplicateOrder(key)
-    except InsufficientBalance:
-        return user_error(ErrorCode.INSUFFICIENT_BALANCE, "The balance cannot pay for this order.")
 
 
 async def _issue_generated(info: Info, product: ProductRecord, paid: PaidOrder) -> SoldOrder:
