@@ -257,3 +257,28 @@ async def test_a_purchase_left_unfinished_by_a_dead_process_is_completed_once(
         stats = await admin(sim, "GET", "/stats")
         assert stats["refs"] == {supplier_ref(never_asked): 1, supplier_ref(sold_before): 1}
         assert await wallet(db, tree["A"]) == Decimal("100.00") - 2 * PRICE
+
+
+async def test_concurrent_retries_of_one_key_buy_once(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    with simulator(tmp_path, "--latency-ms", "50") as sim:
+        # Given a REALTIME product and money for it
+        product = await realtime_product(api, tree["root"].key, sim)
+        await funded(api, tree["root"].key, tree["A"].id, "1000.00", "bank-1")
+
+        # When 30 retries of one order arrive at once
+        answers = await asyncio.gather(
+            *(api.data(PLACE, order_input(product, "once"), token=tree["A"].key) for _ in range(30))
+        )
+
+        # Then there is one order, paid once, bought from the supplier once
+        assert all(a["placeOrder"]["userErrors"] == [] for a in answers)
+        assert len({a["placeOrder"]["order"]["id"] for a in answers}) == 1
+        assert await db.fetchval("SELECT count(*) FROM orders") == 1
+        assert await wallet(db, tree["A"]) == Decimal("1000.00") - PRICE
+        stats = await admin(sim, "GET", "/stats")
+        assert list(stats["refs"].values()) == [1]
+        # And whoever was answered after it was paid got its one code
+        codes = {c["code"] for a in answers for c in a["placeOrder"]["codes"]}
+        assert len(codes) == 1
