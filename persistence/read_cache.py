@@ -6,6 +6,9 @@ the generation it was read in; any change bumps the generation in this process a
 once and in the others through Valkey, so an entry read before a change is never
 served after it. A read that raced a change is not stored. The time limit only bounds
 the staleness a lost invalidation message could cause.
+
+Concurrent misses of one key share one read: when an entry expires under load, every
+request in flight would otherwise read it at once, each paying for the same rows.
 """
 
 from __future__ import annotations
@@ -32,26 +35,52 @@ class _Entry:
     value: Any
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    generation: int
+    task: asyncio.Task[Any]
+
+
 class ReadCache:
     def __init__(self, *, ttl: float = 10.0, max_entries: int = 50_000) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self.generation = 0
         self._entries: dict[Hashable, _Entry] = {}
+        self._reading: dict[Hashable, _Reading] = {}
 
     async def load(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
         """The value under ``key``, read with ``read`` when not held or no longer valid."""
-        now = time.monotonic()
         entry = self._entries.get(key)
-        if entry is not None and entry.generation == self.generation and entry.expires > now:
+        if (
+            entry is not None
+            and entry.generation == self.generation
+            and entry.expires > time.monotonic()
+        ):
             value: T = entry.value
             return value
-        generation = self.generation
-        value = await read()
+        reading = self._reading.get(key)
+        if reading is None or reading.generation != self.generation:
+            # A read begun before a change is not joined: it may have seen the old rows.
+            task = asyncio.ensure_future(self._read(key, read, self.generation))
+            # Every caller may have gone (cancelled) by the time it fails.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            reading = self._reading[key] = _Reading(self.generation, task)
+        # Shielded: one caller cancelled does not cancel the read the others wait for.
+        shared: T = await asyncio.shield(reading.task)
+        return shared
+
+    async def _read(self, key: Hashable, read: Callable[[], Awaitable[T]], generation: int) -> T:
+        try:
+            value = await read()
+        finally:
+            reading = self._reading.get(key)
+            if reading is not None and reading.generation == generation:
+                del self._reading[key]
         if generation == self.generation:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-            self._entries[key] = _Entry(generation, now + self.ttl, value)
+            self._entries[key] = _Entry(generation, time.monotonic() + self.ttl, value)
         return value
 
     def invalidate(self) -> None:
