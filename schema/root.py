@@ -11,6 +11,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from resolvers import channels, staff
+from schema import input_conversion
 from schema.audit import AuditQuery
 from schema.catalog import CatalogMutation, CatalogQuery
 from schema.channels import Channel, CreateChannelInput, CreateChannelPayload
@@ -147,9 +148,11 @@ class QuanyiSchema(strawberry.Schema):
 
 
 def make_schema(settings: Settings) -> strawberry.Schema:
-    return QuanyiSchema(
+    schema = QuanyiSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions(settings),
     )
+    input_conversion.install(schema)
+    return schema
