@@ -77,7 +77,7 @@ async def cancel_order(info: Info, input: CancelOrderInput) -> CancelOrderPayloa
         order = await _cancel(info, viewer, input)
     except Refused as refused:
         return CancelOrderPayload(user_errors=[refused.error])
-    return CancelOrderPayload(order=Order(record=order))
+    return CancelOrderPayload(order=Order.of(order))
 
 
 async def _cancel(info: Info, viewer: Principal, input: CancelOrderInput) -> OrderRecord:
@@ -128,7 +128,7 @@ async def refund_order(info: Info, input: RefundOrderInput) -> RefundOrderPayloa
         order = await _refund(info, viewer, input)
     except Refused as refused:
         return RefundOrderPayload(user_errors=[refused.error])
-    return RefundOrderPayload(order=Order(record=order))
+    return RefundOrderPayload(order=Order.of(order))
 
 
 async def _refund(info: Info, viewer: Principal, input: RefundOrderInput) -> OrderRecord:
@@ -198,11 +198,9 @@ async def retry_fulfilment(info: Info, input: RetryFulfilmentInput) -> RetryFulf
     if isinstance(outcome, UserError):
         return RetryFulfilmentPayload(user_errors=[outcome])
     if isinstance(outcome, realtime.Failed):
-        return RetryFulfilmentPayload(
-            order=Order(record=outcome.record), user_errors=[outcome.error]
-        )
+        return RetryFulfilmentPayload(order=Order.of(outcome.record), user_errors=[outcome.error])
     delivered: list[DeliveredCode] = []
     if outcome.record.channel_id == viewer.channel_id:
         plain = await codes.open_sealed(services.db, services.keyring, outcome.sealed)
-        delivered = [DeliveredCode(plain=p) for p in plain]
-    return RetryFulfilmentPayload(order=Order(record=outcome.record), codes=delivered)
+        delivered = [DeliveredCode.of(p) for p in plain]
+    return RetryFulfilmentPayload(order=Order.of(outcome.record), codes=delivered)

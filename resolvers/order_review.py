@@ -206,7 +206,7 @@ async def approve_order(info: Info, input: ApproveOrderInput) -> ApproveOrderPay
         order = await _approve(info, viewer, input.order_id)
     except Refused as refused:
         return ApproveOrderPayload(user_errors=[refused.error])
-    return ApproveOrderPayload(order=Order(record=order))
+    return ApproveOrderPayload(order=Order.of(order))
 
 
 async def _approve(info: Info, viewer: Principal, order_id: str) -> OrderRecord:
@@ -304,7 +304,7 @@ async def reject_order(info: Info, input: RejectOrderInput) -> RejectOrderPayloa
         order = await _reject(info, viewer, input)
     except Refused as refused:
         return RejectOrderPayload(user_errors=[refused.error])
-    return RejectOrderPayload(order=Order(record=order))
+    return RejectOrderPayload(order=Order.of(order))
 
 
 async def _reject(info: Info, viewer: Principal, input: RejectOrderInput) -> OrderRecord:

@@ -73,7 +73,7 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
     digest = input_hash(request)
     outcome = await _place(info, viewer, input, key, digest, request)
     if isinstance(outcome, realtime.Failed):
-        return PlaceOrderPayload(order=Order(record=outcome.record), user_errors=[outcome.error])
+        return PlaceOrderPayload(order=Order.of(outcome.record), user_errors=[outcome.error])
     if isinstance(outcome, UserError | DuplicateOrder):
         # A retry of an order placed before is refused on its way (its key is taken, or
         # the stock it took is gone): it gets the first answer instead. Checking only
@@ -92,7 +92,7 @@ async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
     info.context.services.events.publish_soon(
         TOPIC_ORDER_UPDATED, {"id": record.id, "path": viewer.channel_path}
     )
-    return PlaceOrderPayload(order=Order(record=record), codes=delivered)
+    return PlaceOrderPayload(order=Order.of(record), codes=delivered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +356,7 @@ async def _replay(
             "This idempotency key was used for a different order.",
             "idempotencyKey",
         )
-    return PlaceOrderPayload(order=Order(record=earlier), codes=await _plaintext(info, earlier))
+    return PlaceOrderPayload(order=Order.of(earlier), codes=await _plaintext(info, earlier))
 
 
 async def _plaintext(info: Info, order: OrderRecord) -> list[DeliveredCode]:
@@ -365,13 +365,13 @@ async def _plaintext(info: Info, order: OrderRecord) -> list[DeliveredCode]:
         return []
     services = info.context.services
     plain: list[PlainCode] = await codes.reveal_order(services.db, services.keyring, order.id)
-    return [DeliveredCode(plain=p) for p in plain]
+    return [DeliveredCode.of(p) for p in plain]
 
 
 async def _delivered(info: Info, sealed: list[Any]) -> list[DeliveredCode]:
     services = info.context.services
     plain = await codes.open_sealed(services.db, services.keyring, sealed)
-    return [DeliveredCode(plain=p) for p in plain]
+    return [DeliveredCode.of(p) for p in plain]
 
 
 async def reveal_codes(info: Info, input: RevealCodesInput) -> RevealCodesPayload:
@@ -394,14 +394,14 @@ async def reveal_codes(info: Info, input: RevealCodesInput) -> RevealCodesPayloa
         )
     if found.status is not OrderStatus.PAID:
         return RevealCodesPayload(
-            order=Order(record=found),
+            order=Order.of(found),
             user_errors=[
                 user_error(ErrorCode.ORDER_STATE, "Codes are shown once the order is paid.")
             ],
         )
     code_ids = await orders.code_ids_of(db, found.id)
     await orders.record_events(db, code_ids, "REVEALED", found.id, viewer.channel_id, viewer.actor)
-    return RevealCodesPayload(order=Order(record=found), codes=await _plaintext(info, found))
+    return RevealCodesPayload(order=Order.of(found), codes=await _plaintext(info, found))
 
 
 async def order(info: Info, id: str) -> Order | None:
@@ -410,7 +410,7 @@ async def order(info: Info, id: str) -> Order | None:
     if key is None:
         return None
     found = await orders.get_in_subtree(info.context.services.db, key, viewer.channel_path)
-    return Order(record=found) if found else None
+    return Order.of(found) if found else None
 
 
 async def orders_page(
@@ -433,7 +433,7 @@ async def orders_page(
         product_id,
         win.limit,
     )
-    return connection(rows, win, key=lambda r: r.id, node=lambda r: Order(record=r))
+    return connection(rows, win, key=lambda r: r.id, node=lambda r: Order.of(r))
 
 
 async def resolve_codes(info: Info, record: OrderRecord) -> list[OrderCode]:
@@ -464,4 +464,4 @@ async def order_updated(info: Info, order_id: str | None) -> AsyncGenerator[Orde
             found = await orders.get_in_subtree(db, event["id"], viewer.channel_path)
             if found is not None:
                 await info.context.recheck(max_age=RECHECK_SECONDS)
-                yield Order(record=found)
+                yield Order.of(found)

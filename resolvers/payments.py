@@ -134,5 +134,5 @@ async def confirm_payment(info: Info, input: ConfirmPaymentInput) -> ConfirmPaym
             ]
         )
     return ConfirmPaymentPayload(
-        order=Order(record=applied.order), payment=Payment(record=applied.payment)
+        order=Order.of(applied.order), payment=Payment(record=applied.payment)
     )

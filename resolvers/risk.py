@@ -232,4 +232,4 @@ async def resolve_event_order(info: Info, record: RiskEventRecord) -> Order | No
     found = await orders.get_in_subtree(
         info.context.services.db, record.order_id, viewer.channel_path
     )
-    return Order(record=found) if found else None
+    return Order.of(found) if found else None

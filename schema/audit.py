@@ -129,7 +129,7 @@ class CodeEvent:
 
     @strawberry.field(description="The order it happened for.")
     def order(self) -> Order | None:
-        return Order(record=self.order_record) if self.order_record is not None else None
+        return Order.of(self.order_record) if self.order_record is not None else None
 
     @strawberry.field(description="The channel it happened for (the order's).")
     def channel(self) -> Channel | None:

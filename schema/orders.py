@@ -70,23 +70,21 @@ class OrderCode:
 
 @strawberry.type(description="A code in plaintext, for the channel that ordered it only.")
 class DeliveredCode:
-    plain: strawberry.Private[PlainCode]
+    # Plain values, set once (``of``): an order's answer carries many, and a field read
+    # from an attribute costs a fraction of one strawberry resolves through a method.
+    id: strawberry.ID
+    code: str
+    password: str | None
+    expires_at: datetime | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return ids.encode("Code", self.plain.id)
-
-    @strawberry.field
-    def code(self) -> str:
-        return self.plain.code
-
-    @strawberry.field
-    def password(self) -> str | None:
-        return self.plain.password
-
-    @strawberry.field
-    def expires_at(self) -> datetime | None:
-        return self.plain.expires_at
+    @classmethod
+    def of(cls, plain: PlainCode) -> DeliveredCode:
+        return cls(
+            id=strawberry.ID(ids.encode("Code", plain.id)),
+            code=plain.code,
+            password=plain.password,
+            expires_at=plain.expires_at,
+        )
 
 
 @strawberry.type
@@ -112,62 +110,46 @@ class Delivery:
 @strawberry.type
 class Order:
     record: strawberry.Private[OrderRecord]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return ids.encode("Order", self.record.id)
-
-    @strawberry.field
-    def status(self) -> OrderStatus:  # type: ignore[valid-type]
-        return self.record.status
-
-    @strawberry.field
-    def payment(self) -> PaymentMethod:  # type: ignore[valid-type]
-        return self.record.payment
-
-    @strawberry.field
-    def quantity(self) -> int:
-        return self.record.quantity
-
-    @strawberry.field
-    def unit_price(self) -> Decimal:
-        return self.record.unit_price
-
-    @strawberry.field
-    def total(self) -> Decimal:
-        return self.record.total
-
-    @strawberry.field
-    def idempotency_key(self) -> str:
-        return self.record.idempotency_key
-
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.record.created_at
-
-    @strawberry.field
-    def paid_at(self) -> datetime | None:
-        return self.record.paid_at
-
-    @strawberry.field(
+    # Plain values, set once (``of``, and see DeliveredCode); what needs a read stays a
+    # resolver.
+    id: strawberry.ID
+    status: OrderStatus  # type: ignore[valid-type]
+    payment: PaymentMethod  # type: ignore[valid-type]
+    quantity: int
+    unit_price: Decimal
+    total: Decimal
+    idempotency_key: str
+    created_at: datetime
+    paid_at: datetime | None
+    payment_reference: str | None = strawberry.field(
         description="EXTERNAL payment: the reference to pay under (the gateway's callback "
         "names it)."
     )
-    def payment_reference(self) -> str | None:
-        return self.record.payment_reference
-
-    @strawberry.field(
+    expires_at: datetime | None = strawberry.field(
         description="EXTERNAL payment: when the reservation lapses if the order is unpaid."
     )
-    def expires_at(self) -> datetime | None:
-        return self.record.expires_at
-
-    @strawberry.field(
+    status_reason: str | None = strawberry.field(
         description="Why the order is in its status: expiry, a cancel or refund reason, or "
         "a payment credited to the balance."
     )
-    def status_reason(self) -> str | None:
-        return self.record.status_reason
+
+    @classmethod
+    def of(cls, record: OrderRecord) -> Order:
+        return cls(
+            record=record,
+            id=strawberry.ID(ids.encode("Order", record.id)),
+            status=record.status,
+            payment=record.payment,
+            quantity=record.quantity,
+            unit_price=record.unit_price,
+            total=record.total,
+            idempotency_key=record.idempotency_key,
+            created_at=record.created_at,
+            paid_at=record.paid_at,
+            payment_reference=record.payment_reference,
+            expires_at=record.expires_at,
+            status_reason=record.status_reason,
+        )
 
     @strawberry.field(description="Payments received for the order.")
     async def payments(self, info: Info) -> list[Payment]:
