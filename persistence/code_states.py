@@ -122,45 +122,50 @@ async def sell(
     epoch: int,
     sales: Sequence[tuple[str, list[int], SaleWork]],
 ) -> tuple[Counts, list[Any]]:
-    """Sell codes for many sales in one transaction: one commit for the whole batch.
+    """Sell codes for many sales at once: one commit for the whole batch.
 
-    Each sale's work runs in a savepoint of its own; a work that raises undoes only its
-    sale, and its exception takes the place of its result. The codes of the sales that
-    stand are then marked sold in one statement, fenced by the pool's epoch.
+    Works of one kind that can write a whole batch and sell its codes in one statement
+    (``sell_batch``, the paid orders of the hot path) do, when the batch is all theirs.
+    Otherwise each work runs in a savepoint of its own inside one transaction; a work
+    that raises undoes only its sale, and its exception takes the place of its result.
+    The codes of the sales that stand are then marked sold in one statement, fenced by
+    the pool's epoch.
     """
-    results: list[Any] = [None] * len(sales)
-    async with pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(Q["fence"], pool_id, epoch) is None:
-            raise Fenced
-        # Works that can write many sales at once (``write_batch``) do, per kind of work;
-        # the others run one by one, each in a savepoint of its own.
-        batches: dict[Any, list[int]] = {}
-        for i, (_, code_ids, work) in enumerate(sales):
-            writer = getattr(work, "write_batch", None)
-            if writer is not None:
-                batches.setdefault(writer, []).append(i)
-                continue
-            try:
-                async with conn.transaction():
-                    results[i] = await work(conn, tuple(code_ids))
-            except Exception as error:
-                results[i] = error
-        for writer, members in batches.items():
-            written = await writer(
-                conn, pool_id, [(sales[i][2], tuple(sales[i][1])) for i in members]
+    sell_batch = getattr(sales[0][2], "sell_batch", None)
+    async with pool.acquire() as conn:
+        if sell_batch is not None and all(
+            getattr(work, "sell_batch", None) is sell_batch for _, _, work in sales
+        ):
+            counts, written = await sell_batch(
+                conn, pool_id, epoch, [(work, tuple(ids)) for _, ids, work in sales]
             )
-            for i, result in zip(members, written, strict=True):
-                results[i] = result
-        ids: list[int] = []
-        refs: list[str] = []
-        for (ref, code_ids, _), result in zip(sales, results, strict=True):
-            if not isinstance(result, BaseException):
-                ids += code_ids
-                refs += [ref] * len(code_ids)
-        row = await conn.fetchrow(Q["sell"], pool_id, ids, refs)
-        assert row is not None, "the fence holds the pool row"
-        if row["moved"] != len(ids):
-            raise StaleWindow
+            return counts, list(written)
+        async with conn.transaction():
+            return await _sell_one_by_one(conn, pool_id, epoch, sales)
+
+
+async def _sell_one_by_one(
+    conn: Any, pool_id: int, epoch: int, sales: Sequence[tuple[str, list[int], SaleWork]]
+) -> tuple[Counts, list[Any]]:
+    if await conn.fetchval(Q["fence"], pool_id, epoch) is None:
+        raise Fenced
+    results: list[Any] = []
+    for _, code_ids, work in sales:
+        try:
+            async with conn.transaction():
+                results.append(await work(conn, tuple(code_ids)))
+        except Exception as error:
+            results.append(error)
+    ids: list[int] = []
+    refs: list[str] = []
+    for (ref, code_ids, _), result in zip(sales, results, strict=True):
+        if not isinstance(result, BaseException):
+            ids += code_ids
+            refs += [ref] * len(code_ids)
+    row = await conn.fetchrow(Q["sell"], pool_id, ids, refs)
+    assert row is not None, "the fence holds the pool row"
+    if row["moved"] != len(ids):
+        raise StaleWindow
     return Counts.from_row(row), results
 
 

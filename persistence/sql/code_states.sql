@@ -150,19 +150,9 @@ GROUP BY p.id;
 SELECT id FROM pools WHERE id = $1 AND epoch = $2 FOR UPDATE;
 
 -- name: sell
--- Codes straight from available to sold, each under its sale's reference.
-WITH moved AS (
-    UPDATE codes c
-    SET status = 'sold', reservation_ref = u.ref, sold_at = now()
-    FROM unnest($2::bigint[], $3::text[]) AS u (id, ref)
-    WHERE c.id = u.id AND c.id = ANY($2::bigint[]) AND c.pool_id = $1 AND c.status = 'available'
-    RETURNING c.id
-)
-UPDATE pools
-SET available = available - (SELECT count(*) FROM moved),
-    sold = sold + (SELECT count(*) FROM moved)
-WHERE id = $1
-RETURNING (SELECT count(*) FROM moved) AS moved, available, reserved, sold, frozen, voided;
+-- Codes straight from available to sold, each under its sale's reference (see sell_codes,
+-- migration 0012).
+SELECT * FROM sell_codes($1, $2::bigint[], $3::text[]);
 
 -- name: epoch
 SELECT epoch FROM pools WHERE id = $1;

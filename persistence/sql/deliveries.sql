@@ -1,21 +1,6 @@
 -- name: enqueue
--- One row per requested delivery; WEBHOOK becomes one row per active endpoint of the
--- order's channel subscribed to order.paid (none when it has none). A LINK is delivered
--- as it is written: the page exists from then on. Rows queued before are left as they are.
-INSERT INTO deliveries (order_id, channel_id, method, target, endpoint_id, status, attempts,
-                        delivered_at)
-SELECT r.order_id, r.channel_id, r.method, r.target, e.id,
-       CASE WHEN r.method = 'LINK' THEN 'DELIVERED' ELSE 'PENDING' END,
-       CASE WHEN r.method = 'LINK' THEN 1 ELSE 0 END,
-       CASE WHEN r.method = 'LINK' THEN now() END
-FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
-    AS r (order_id, channel_id, method, target, n)
-LEFT JOIN webhook_endpoints e
-    ON r.method = 'WEBHOOK' AND e.channel_id = r.channel_id AND e.disabled_at IS NULL
-   AND 'order.paid' = ANY (e.events)
-WHERE r.method <> 'WEBHOOK' OR e.id IS NOT NULL
-ORDER BY r.n, e.id
-ON CONFLICT DO NOTHING;
+-- See queue_deliveries (migration 0012): paid orders queue theirs in the same function.
+SELECT queue_deliveries($1::bigint[], $2::bigint[], $3::text[], $4::text[]);
 
 -- name: claim
 -- Due rows, oldest due first, claimed for worker $2 for $3 seconds; rows another worker
