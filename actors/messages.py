@@ -166,9 +166,11 @@ class Batch:
 
     ``retry`` marks a batch re-sent to a new actor after its first actor died, so
     reservations that were written but not answered are found, not made twice.
-    ``done`` runs on the loop once every reply of the batch is resolved.
+    ``following`` is called in the actor's thread once the batch is answered: it hands
+    over the commands that arrived meanwhile as the next batch (None when none did), so
+    the actor goes on at once instead of waiting for the event loop to send them.
     """
 
     commands: tuple[Command, ...]
     retry: bool
-    done: Callable[[], None]
+    following: Callable[[], Batch | None]

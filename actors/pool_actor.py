@@ -108,16 +108,25 @@ class PoolActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> None:
         if not isinstance(message, Batch):
             raise TypeError(f"PoolActor got {type(message).__name__}")
-        if self.start_error is not None:
-            error = self.start_error
-            resolve_all(self.loop, [(c.reply, error) for c in message.commands], message.done)
-            self.stop()
-            return
+        batch: Batch | None = message
+        while batch is not None:
+            if self.start_error is not None:
+                # Answered but not taken on: the registry hands what waits to a new actor.
+                error = self.start_error
+                resolve_all(self.loop, [(c.reply, error) for c in batch.commands])
+                self.stop()
+                return
+            before = self.counts
+            resolve_all(self.loop, self._answers(batch))
+            if self.counts != before:
+                self.on_change(self.pool_id, self.product_id)
+            batch = batch.following()
+
+    def _answers(self, batch: Batch) -> list[tuple[Reply[Any], Any]]:
         answers: list[tuple[Reply[Any], Any]] = []
         reserves: list[Reserve] = []
         sales: list[Sell] = []
-        before = self.counts
-        for command in message.commands:
+        for command in batch.commands:
             match command:
                 case Reserve():
                     reserves.append(command)
@@ -146,12 +155,10 @@ class PoolActor(pykka.ThreadingActor):
                 case _:
                     assert_never(command)
         if reserves:
-            answers += self._reserve(reserves, retry=message.retry)
+            answers += self._reserve(reserves, retry=batch.retry)
         if sales:
             answers += self._sell(sales)
-        resolve_all(self.loop, answers, message.done)
-        if self.counts != before:
-            self.on_change(self.pool_id, self.product_id)
+        return answers
 
     # Handlers ------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 It starts an actor on a pool's first use, routes commands to it, passivates idle actors
 (at most ``pool_max_actors`` threads live at once) and restarts one that died. Per pool,
 one batch is in flight at a time: commands that arrive meanwhile wait and then travel
-together as the next batch, so the cost per code falls as load rises. A sweeper returns
+together as the next batch, which the actor takes itself as soon as it is free, so the
+cost per code falls as load rises. A sweeper returns
 expired reservations to stock, and stock changes are published, coalesced per product.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -62,12 +64,18 @@ class PoolUnavailable(Exception):
 
 
 class _PoolClient:
-    """The loop-side mailbox of one pool: what waits, what is in flight, which actor."""
+    """The mailbox of one pool: what waits, what is in flight, which actor.
+
+    Commands arrive on the event loop; the actor takes each next batch itself, in its own
+    thread, as soon as it has answered the last one, so the pool never waits for the loop
+    to get round to sending it. The lock guards what both sides touch.
+    """
 
     def __init__(self, registry: PoolRegistry, pool_id: int) -> None:
         self.registry = registry
         self.pool_id = pool_id
         self.actor: pykka.ActorRef[PoolActor] | None = None
+        self._lock = threading.Lock()
         self.pending: list[Command] = []
         self.in_flight: Batch | None = None
         self.attempts = 0
@@ -75,22 +83,34 @@ class _PoolClient:
 
     @property
     def idle(self) -> bool:
-        return self.in_flight is None and not self.pending
+        with self._lock:
+            return self.in_flight is None and not self.pending
 
     def submit(self, command: Command) -> None:
-        self.pending.append(command)
-        self.last_used = time.monotonic()
-        if self.in_flight is None:
-            self._flush()
+        with self._lock:
+            self.pending.append(command)
+            self.last_used = time.monotonic()
+            if self.in_flight is not None:
+                return
+            batch = self._next_batch()
+        self._send(batch)
 
-    def _flush(self) -> None:
-        if not self.pending:
-            return
-        batch = Batch(tuple(self.pending), retry=False, done=self._batch_done)
+    def _take(self) -> Batch | None:
+        """In the actor's thread, once it answered a batch: the commands that came meanwhile."""
+        with self._lock:
+            self.last_used = time.monotonic()
+            if not self.pending:
+                self.in_flight = None
+                return None
+            return self._next_batch()
+
+    def _next_batch(self) -> Batch:
+        """What waits, as the batch in flight (the lock held, something pending)."""
+        batch = Batch(tuple(self.pending), retry=False, following=self._take)
         self.pending = []
         self.in_flight = batch
         self.attempts = 1
-        self._send(batch)
+        return batch
 
     def _send(self, batch: Batch) -> None:
         if self.actor is None:
@@ -101,29 +121,31 @@ class _PoolClient:
             self.actor = self.registry._start_actor(self.pool_id)
             self.actor.tell(batch)
 
-    def _batch_done(self) -> None:
-        self.in_flight = None
-        self.last_used = time.monotonic()
-        self._flush()
-
     def actor_exited(self, actor_urn: str) -> None:
         if self.actor is None or self.actor.actor_urn != actor_urn:
             return
         self.actor = None
-        batch = self.in_flight
-        if batch is None:
-            return
-        if self.attempts >= MAX_ATTEMPTS:
-            error = PoolUnavailable(f"pool {self.pool_id} failed {self.attempts} times")
-            for command in batch.commands:
-                if not command.reply.future.done():
+        with self._lock:
+            batch = self.in_flight
+            if batch is None:
+                return
+            unanswered = [c for c in batch.commands if not c.reply.future.done()]
+            if unanswered and self.attempts >= MAX_ATTEMPTS:
+                error = PoolUnavailable(f"pool {self.pool_id} failed {self.attempts} times")
+                for command in unanswered:
                     command.reply.future.set_exception(error)
-            self._batch_done()
-            return
-        self.attempts += 1
-        retry = Batch(batch.commands, retry=True, done=self._batch_done)
-        self.in_flight = retry
-        self._send(retry)
+                unanswered = []
+            if unanswered:
+                # Its actor died in the middle of it: a new one carries it out again.
+                self.attempts += 1
+                batch = Batch(batch.commands, retry=True, following=self._take)
+                self.in_flight = batch
+            elif self.pending:
+                batch = self._next_batch()
+            else:
+                self.in_flight = None
+                return
+        self._send(batch)
 
     def stop_actor(self) -> pykka.ActorRef[PoolActor] | None:
         actor, self.actor = self.actor, None
