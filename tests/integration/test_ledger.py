@@ -69,10 +69,12 @@ async def write_in_sql(
         tx = await db.fetchval(
             "INSERT INTO ledger_transactions (kind) VALUES ($1) RETURNING id", kind
         )
-        await db.executemany(
+        await db.execute(
             "INSERT INTO ledger_entries (transaction_id, account_id, amount)"
-            " VALUES ($1, $2, $3::numeric)",
-            [(tx, account, amount) for account, amount in entries],
+            " SELECT $1, a, m FROM unnest($2::bigint[], $3::numeric[]) AS u (a, m)",
+            tx,
+            [account for account, _ in entries],
+            [Decimal(amount) for _, amount in entries],
         )
 
 
@@ -95,11 +97,42 @@ async def test_database_refuses_an_unbalanced_transaction_written_in_plain_sql(
     before = await ledger_rows(db)
 
     # When SQL writes a transaction whose entries do not sum to zero
-    # Then the commit is refused
+    # Then the database refuses it
     with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
         await write_in_sql(db, "ADJUSTMENT", [(clearing, "10.00"), (account, "-9.99")])
 
     # And nothing of it remains
+    assert await ledger_rows(db) == before
+
+
+async def test_database_refuses_a_transaction_left_unbalanced_between_statements(
+    db: asyncpg.Connection[Any],
+) -> None:
+    # Given two accounts
+    a = await new_channel(db, "A")
+    account = await ledger.account_id(db, wallet(a))
+    clearing = await ledger.account_id(db, PAYMENT_CLEARING)
+    before = await ledger_rows(db)
+
+    # When SQL writes a transaction's entries one statement at a time, as if the books
+    # could be out of balance until the commit
+    async def one_entry_at_a_time() -> None:
+        async with db.transaction():
+            tx = await db.fetchval(
+                "INSERT INTO ledger_transactions (kind) VALUES ('ADJUSTMENT') RETURNING id"
+            )
+            for account_id, amount in [(clearing, "10.00"), (account, "-10.00")]:
+                await db.execute(
+                    "INSERT INTO ledger_entries (transaction_id, account_id, amount)"
+                    " VALUES ($1, $2, $3::numeric)",
+                    tx,
+                    account_id,
+                    amount,
+                )
+
+    # Then the first statement is refused: a transaction's entries come in one statement
+    with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
+        await one_entry_at_a_time()
     assert await ledger_rows(db) == before
 
 
