@@ -56,6 +56,8 @@ from schema.root import make_schema
 from settings import Settings
 
 log = logging.getLogger("quanyi")
+# Seconds a thread holds the interpreter while another waits for it (see the lifespan).
+SWITCH_INTERVAL = 0.0005
 
 
 @dataclass
@@ -211,6 +213,11 @@ def create_app(settings: Settings) -> Starlette:
         # and stop every request for 100 ms each time.
         gc.collect()
         gc.freeze()
+        # A pool's batch passes between its actor's thread, the actors' database loop and
+        # this loop, and each pass waits for the thread holding the interpreter to let go:
+        # by default up to 5 ms while requests keep it busy, which held a batch of orders
+        # (and the orders queued behind it) for tens of milliseconds.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             yield
         finally:
