@@ -19,8 +19,6 @@ from typing import Any
 
 import asyncpg
 
-from domain import ledger as rules
-from domain.ledger import TransactionKind
 from domain.orders import OrderStatus, PaymentMethod, QueuedDelivery
 from persistence.code_states import Counts, Fenced, StaleWindow
 from persistence.ledger import InsufficientBalance
@@ -98,13 +96,7 @@ def _arguments(sales: Sequence[tuple[PaidOrder, tuple[int, ...]]]) -> list[list[
             orders,
             (
                 order.ref,
-                rules.input_hash(
-                    TransactionKind.SALE,
-                    sale.postings,
-                    channel_id=order.channel_id,
-                    product_id=order.product_id,
-                    quantity=sale.quantity,
-                ),
+                sale.digest,
                 order.channel_id,
                 order.product_id,
                 sale.quantity,

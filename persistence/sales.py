@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from domain import ledger as ledger_rules
 from domain import settlement
 from domain.ledger import TransactionKind
 from domain.pricing import PriceChain, resolve
@@ -34,13 +35,16 @@ class UnknownProduct(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Quote:
-    """A sale worked out before it is written: its price chain and its split."""
+    """A sale worked out before it is written: its price chain and its split, and the
+    fingerprint of its ledger transaction (the same for the same sale, see
+    domain.ledger.input_hash)."""
 
     buyer_id: int
     product_id: int
     quantity: int
     chain: PriceChain
     postings: tuple[Posting, ...]
+    digest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,14 @@ def quote_from(
         paid_from or settlement.wallet(buyer_id),
         sale_terms.rule.ratio if sale_terms.rule else None,
     )
-    return Quote(buyer_id, sale_terms.product_id, quantity, chain, tuple(postings))
+    digest = ledger_rules.input_hash(
+        TransactionKind.SALE,
+        postings,
+        channel_id=buyer_id,
+        product_id=sale_terms.product_id,
+        quantity=quantity,
+    )
+    return Quote(buyer_id, sale_terms.product_id, quantity, chain, tuple(postings), digest)
 
 
 async def _sale_inputs(db: Db, buyer_path: str, product_id: int) -> tuple[Any, Any, Any]:

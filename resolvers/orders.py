@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from actors.messages import Sold
@@ -104,6 +104,17 @@ class _Offer:
     restrictions: list[tuple[list[str], list[str]]]
     pools: list[PoolRecord]
     terms: sales.SaleTerms | None
+    # The sale of each quantity on these terms, worked out once (see ``quote``).
+    quotes: dict[tuple[int, int], sales.Quote] = field(default_factory=dict)
+
+    def quote(self, buyer_id: int, quantity: int) -> sales.Quote:
+        """The sale of ``quantity`` codes to ``buyer_id``; raises PriceBelowCost."""
+        known = self.quotes.get((buyer_id, quantity))
+        if known is None:
+            assert self.terms is not None, "a visible product has terms"
+            known = sales.quote_from(self.terms, buyer_id=buyer_id, quantity=quantity)
+            self.quotes[(buyer_id, quantity)] = known
+        return known
 
 
 async def _offer(info: Info, viewer: Principal, product_id: str) -> _Offer:
@@ -272,9 +283,8 @@ async def _sell_from_pools(
     for a GENERATED product. The sale is quoted first, outside the sale's transaction."""
     services = info.context.services
     ref = sale_reference(viewer.channel_id, key)
-    assert offer.terms is not None, "a visible product has terms"
     try:
-        sale = sales.quote_from(offer.terms, buyer_id=viewer.channel_id, quantity=quantity)
+        sale = offer.quote(viewer.channel_id, quantity)
     except PriceBelowCost:
         return price_below_cost()
     paid = PaidOrder(
@@ -312,9 +322,8 @@ async def _buy_from_supplier(
     request: dict[str, Any],
     plan: list[QueuedDelivery],
 ) -> SoldOrder | realtime.Failed | DuplicateOrder | UserError:
-    assert offer.terms is not None, "a visible product has terms"
     try:
-        sale = sales.quote_from(offer.terms, buyer_id=viewer.channel_id, quantity=quantity)
+        sale = offer.quote(viewer.channel_id, quantity)
         return await realtime.buy(
             info.context.services,
             product,
