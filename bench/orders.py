@@ -6,8 +6,9 @@ It starts the real ``quanyi serve`` (one uvicorn worker, embedded PostgreSQL and
 in a fresh temp data directory, fsync on), makes a platform API key the way
 ``create-admin`` bootstraps, and seeds everything else through GraphQL: an agent channel
 with an API key, one product, one pool of ``--codes`` codes and a wallet that can pay for
-all of them. Then, with ``--clients`` keep-alive connections from a separate client
-process (so the client's CPU is measured apart from the server's):
+all of them. It waits for the audit chainer to chain the seed's events. Then, with
+``--clients`` keep-alive connections from a separate client process (so the client's CPU
+is measured apart from the server's):
 
   floor   ``{ viewer { role } }`` with the agent's key: authentication + the GraphQL layer
   orders  ``placeOrder`` of 1 code, BALANCE payment, API delivery (plaintext codes in the
@@ -447,6 +448,26 @@ async def seed(url: str, dsn: str, codes: int, batch: int) -> Seeded:
     return Seeded(platform, agent_id, issued["secret"], product_id, pool_id)
 
 
+async def settle(dsn: str, limit: float = 600) -> None:
+    """Wait for the audit chainer to chain the seed's events (one per imported code): that
+    backlog is the seed's, and hashing it beside the floor would slow the floor down."""
+    started = time.perf_counter()
+    conn = await asyncpg.connect(dsn)
+    try:
+        while True:
+            left = await conn.fetchval(
+                "SELECT (SELECT count(*) FROM code_events) - (SELECT count(*) FROM audit_chain)"
+            )
+            if left == 0:
+                break
+            if time.perf_counter() - started > limit:
+                raise RuntimeError(f"the audit chainer left {left} events unchained")
+            await asyncio.sleep(1)
+    finally:
+        await conn.close()
+    print(f"audit chain caught up with the seed in {time.perf_counter() - started:.1f} s")
+
+
 # --- checks ------------------------------------------------------------------------------
 
 
@@ -555,6 +576,7 @@ def main(args: argparse.Namespace) -> int:
         postgres = EmbeddedPostgres(data_dir, owner=False)
         dsn = postgres.start()
         seeded = asyncio.run(seed(server.url, dsn, args.codes, args.batch))
+        asyncio.run(settle(dsn))
         host, port = "127.0.0.1", server.port
         floor = run_phase(
             ctx,
