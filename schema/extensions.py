@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from functools import partial
 
 from graphql import (
@@ -126,14 +126,14 @@ class OperationMetrics(SchemaExtension):
         outcome = "error" if result is not None and result.errors else "ok"
         metrics.observe_operation(kind, field, outcome, time.perf_counter() - started)
 
-    def _root_fields(self, kind: str) -> dict[str, object]:
+    def _root_fields(self, kind: str) -> Mapping[str, object]:
         schema = self.execution_context.schema._schema
         root = {
             "query": schema.query_type,
             "mutation": schema.mutation_type,
             "subscription": schema.subscription_type,
         }.get(kind)
-        return dict(root.fields) if root is not None else {}
+        return root.fields if root is not None else {}
 
 
 # Root mutations that change nothing services.reads holds (credentials, catalog,
