@@ -4,8 +4,8 @@ It starts an actor on a pool's first use, routes commands to it, passivates idle
 (at most ``pool_max_actors`` threads live at once) and restarts one that died. Per pool,
 one batch is in flight at a time: commands that arrive meanwhile wait and then travel
 together as the next batch, which the actor takes itself as soon as it is free, so the
-cost per code falls as load rises. A sweeper returns
-expired reservations to stock, and stock changes are published, coalesced per product.
+cost per code falls as load rises. A sweeper returns expired reservations to stock, and
+stock changes are published, coalesced per product.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class _PoolClient:
             if unanswered:
                 # Its actor died in the middle of it: a new one carries it out again.
                 self.attempts += 1
-                batch = Batch(batch.commands, retry=True, following=self._take)
+                batch = Batch(tuple(unanswered), retry=True, following=self._take)
                 self.in_flight = batch
             elif self.pending:
                 batch = self._next_batch()
