@@ -13,7 +13,9 @@ from actors.messages import Reserved
 from actors.registry import PoolRegistry
 from persistence.events import EventHub
 from settings import Settings
-from tests.integration.pool_fixtures import make_pool, make_product
+from tests.integration.pool_fixtures import make_pool, make_product, registry
+
+__all__ = ["registry"]
 
 
 async def test_many_pools_never_hold_a_thread_each(
@@ -104,30 +106,18 @@ async def test_a_replaced_actor_does_not_refuse_stock_its_successor_has(
 
 
 async def test_a_pool_that_cannot_start_answers_each_command_once_and_the_next_ones_too(
-    settings: Settings, db: asyncpg.Connection[Any]
+    registry: PoolRegistry,
 ) -> None:
-    # Given a registry and a pool id that names no pool
-    assert settings.database_url
-    assert settings.redis_url
-    db_pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-    redis = Redis.from_url(settings.redis_url)
-    events = EventHub(redis)
-    await events.start()
-    registry = PoolRegistry(db_pool, events, settings)
-    await registry.start()
-    try:
-        # When commands reach it, some together and some after the first were answered
-        first = await asyncio.gather(
-            *(registry.reserve(999_999, f"r{i}", 1) for i in range(5)), return_exceptions=True
-        )
-        later = await asyncio.gather(registry.snapshot(999_999), return_exceptions=True)
+    # Given a pool id that names no pool
+    missing = 999_999
 
-        # Then every one is told the pool does not exist, and nothing is carried out twice
-        assert [type(e).__name__ for e in [*first, *later]] == ["PoolGone"] * 6
-        await asyncio.sleep(0.3)
-        assert registry.live_actors == 0
-    finally:
-        await registry.stop()
-        await events.stop()
-        await redis.aclose()
-        await db_pool.close()
+    # When commands reach it, some together and some after the first were answered
+    first = await asyncio.gather(
+        *(registry.reserve(missing, f"r{i}", 1) for i in range(5)), return_exceptions=True
+    )
+    later = await asyncio.gather(registry.snapshot(missing), return_exceptions=True)
+
+    # Then every one is told the pool does not exist, and no actor is left trying
+    assert [type(e).__name__ for e in [*first, *later]] == ["PoolGone"] * 6
+    await asyncio.sleep(0.3)
+    assert registry.live_actors == 0
