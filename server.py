@@ -56,9 +56,9 @@ from schema.root import make_schema
 from settings import Settings
 
 log = logging.getLogger("quanyi")
-# Seconds a thread holds the interpreter while another waits for it (see the lifespan).
+# Seconds a thread holds the interpreter while another waits for it (_tune_interpreter).
 SWITCH_INTERVAL = 0.0005
-# The collector's generation thresholds (see the lifespan).
+# The collector's generation thresholds (_tune_interpreter).
 GC_THRESHOLDS = (20_000, 10, 10)
 
 
@@ -210,21 +210,6 @@ def create_app(settings: Settings) -> Starlette:
         await catalog_sync.start()
         chainer = AuditChainer(db, settings.audit_chain_seconds)
         await chainer.start()
-        # What startup built lives as long as the process. Frozen, it is left out of the
-        # collector's full passes, which otherwise walk it about once a second under load
-        # and stop every request for 100 ms each time.
-        gc.collect()
-        gc.freeze()
-        # Orders wait for their pool's batch with their requests' objects alive, so the
-        # default young generation (700 objects) was collected hundreds of times a second,
-        # walking the same live requests each time: a tenth of an order's time. Fewer,
-        # larger collections walk each object about once (pauses of some 20 ms).
-        gc.set_threshold(*GC_THRESHOLDS)
-        # A pool's batch passes between its actor's thread, the actors' database loop and
-        # this loop, and each pass waits for the thread holding the interpreter to let go:
-        # by default up to 5 ms while requests keep it busy, which held a batch of orders
-        # (and the orders queued behind it) for tens of milliseconds.
-        sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             yield
         finally:
@@ -327,8 +312,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
             lifespan="on",
             ws="websockets-sansio",
         )
+        _tune_interpreter()
         _Server(config).run()
     return 0
+
+
+def _tune_interpreter() -> None:
+    """Settings for the serving process as a whole (tests running the app in their own
+    process keep theirs)."""
+    # What is built by now (the schema, the app, every module) lives as long as the
+    # process. Frozen, it is left out of the collector's full passes, which otherwise walk
+    # it about once a second under load and stop every request for 100 ms each time.
+    gc.collect()
+    gc.freeze()
+    # Orders wait for their pool's batch with their requests' objects alive, so the
+    # default young generation (700 objects) was collected hundreds of times a second,
+    # walking the same live requests each time: a tenth of an order's time. Fewer, larger
+    # collections walk each object about once (pauses of some 20 ms).
+    gc.set_threshold(*GC_THRESHOLDS)
+    # A pool's batch passes between its actor's thread, the actors' database loop and the
+    # event loop, and each pass waits for the thread holding the interpreter to let go: by
+    # default up to 5 ms while requests keep it busy, which held a batch of orders (and
+    # the orders queued behind it) for tens of milliseconds.
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 class _Server(uvicorn.Server):
