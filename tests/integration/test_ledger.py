@@ -62,13 +62,28 @@ async def ledger_rows(db: asyncpg.Connection[Any]) -> list[Any]:
 
 
 async def write_in_sql(
-    db: asyncpg.Connection[Any], kind: str, entries: list[tuple[int, str]]
+    db: asyncpg.Connection[Any],
+    kind: str,
+    entries: list[tuple[int, str]],
+    *,
+    per_entry: bool = False,
 ) -> None:
-    """A transaction and its entries written with plain SQL, bypassing the Python API."""
+    """A transaction and its entries written with plain SQL, bypassing the Python API:
+    the entries in one statement, or with ``per_entry`` one statement each."""
     async with db.transaction():
         tx = await db.fetchval(
             "INSERT INTO ledger_transactions (kind) VALUES ($1) RETURNING id", kind
         )
+        if per_entry:
+            for account, amount in entries:
+                await db.execute(
+                    "INSERT INTO ledger_entries (transaction_id, account_id, amount)"
+                    " VALUES ($1, $2, $3::numeric)",
+                    tx,
+                    account,
+                    amount,
+                )
+            return
         await db.execute(
             "INSERT INTO ledger_entries (transaction_id, account_id, amount)"
             " SELECT $1, a, m FROM unnest($2::bigint[], $3::numeric[]) AS u (a, m)",
@@ -87,8 +102,19 @@ async def assert_books_balance(db: asyncpg.Connection[Any]) -> None:
 # --- what the database refuses, whoever writes -------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("amounts", "per_entry"),
+    [
+        # entries that do not sum to zero, written together
+        (("10.00", "-9.99"), False),
+        # entries that would sum to zero, written one statement at a time, as if the books
+        # could be out of balance until the commit: a transaction's entries come together
+        (("10.00", "-10.00"), True),
+    ],
+    ids=["unbalanced", "one-entry-at-a-time"],
+)
 async def test_database_refuses_an_unbalanced_transaction_written_in_plain_sql(
-    db: asyncpg.Connection[Any],
+    db: asyncpg.Connection[Any], amounts: tuple[str, str], per_entry: bool
 ) -> None:
     # Given a channel with a wallet account
     a = await new_channel(db, "A")
@@ -96,43 +122,17 @@ async def test_database_refuses_an_unbalanced_transaction_written_in_plain_sql(
     clearing = await ledger.account_id(db, PAYMENT_CLEARING)
     before = await ledger_rows(db)
 
-    # When SQL writes a transaction whose entries do not sum to zero
+    # When SQL writes a transaction that is out of balance after a statement
     # Then the database refuses it
     with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
-        await write_in_sql(db, "ADJUSTMENT", [(clearing, "10.00"), (account, "-9.99")])
+        await write_in_sql(
+            db,
+            "ADJUSTMENT",
+            [(clearing, amounts[0]), (account, amounts[1])],
+            per_entry=per_entry,
+        )
 
     # And nothing of it remains
-    assert await ledger_rows(db) == before
-
-
-async def test_database_refuses_a_transaction_left_unbalanced_between_statements(
-    db: asyncpg.Connection[Any],
-) -> None:
-    # Given two accounts
-    a = await new_channel(db, "A")
-    account = await ledger.account_id(db, wallet(a))
-    clearing = await ledger.account_id(db, PAYMENT_CLEARING)
-    before = await ledger_rows(db)
-
-    # When SQL writes a transaction's entries one statement at a time, as if the books
-    # could be out of balance until the commit
-    async def one_entry_at_a_time() -> None:
-        async with db.transaction():
-            tx = await db.fetchval(
-                "INSERT INTO ledger_transactions (kind) VALUES ('ADJUSTMENT') RETURNING id"
-            )
-            for account_id, amount in [(clearing, "10.00"), (account, "-10.00")]:
-                await db.execute(
-                    "INSERT INTO ledger_entries (transaction_id, account_id, amount)"
-                    " VALUES ($1, $2, $3::numeric)",
-                    tx,
-                    account_id,
-                    amount,
-                )
-
-    # Then the first statement is refused: a transaction's entries come in one statement
-    with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
-        await one_entry_at_a_time()
     assert await ledger_rows(db) == before
 
 
