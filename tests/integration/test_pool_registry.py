@@ -112,10 +112,15 @@ async def test_a_pool_that_cannot_start_answers_each_command_once_and_the_next_o
     missing = 999_999
 
     # When commands reach it, some together and some after the first were answered
-    first = await asyncio.gather(
-        *(registry.reserve(missing, f"r{i}", 1) for i in range(5)), return_exceptions=True
+    first = await asyncio.wait_for(
+        asyncio.gather(
+            *(registry.reserve(missing, f"r{i}", 1) for i in range(5)), return_exceptions=True
+        ),
+        timeout=10,
     )
-    later = await asyncio.gather(registry.snapshot(missing), return_exceptions=True)
+    later = await asyncio.wait_for(
+        asyncio.gather(registry.snapshot(missing), return_exceptions=True), timeout=10
+    )
 
     # Then every one is told the pool does not exist, and no actor is left trying
     assert [type(e).__name__ for e in [*first, *later]] == ["PoolGone"] * 6
