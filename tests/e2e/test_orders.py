@@ -166,6 +166,35 @@ async def test_an_order_the_balance_cannot_pay_takes_nothing(
     assert await wallet(db, tree["A"]) == Decimal("10.00")
 
 
+async def test_concurrent_orders_never_spend_more_than_the_wallet_holds(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given codes at 25.00 and a wallet that pays for exactly 8 of them
+    product = await stocked_product(api, tree["root"].key, 40)
+    await funded(api, tree["root"].key, tree["A"].id, "200.00", "bank-1")
+
+    # When A sends 40 orders at once, each with its own key
+    results = await asyncio.gather(
+        *(api.data(PLACE, order_input(product, f"k{i}"), token=tree["A"].key) for i in range(40))
+    )
+
+    # Then 8 are paid, each with its own code, and the other 32 are refused for the balance
+    placed = [r["placeOrder"] for r in results]
+    paid = [p for p in placed if p["order"] is not None]
+    assert len(paid) == 8
+    assert all(p["order"]["status"] == "PAID" and len(p["codes"]) == 1 for p in paid)
+    assert len({p["codes"][0]["code"] for p in paid}) == 8
+    assert sorted({e["code"] for p in placed for e in p["userErrors"]}) == ["INSUFFICIENT_BALANCE"]
+    assert sum(1 for p in placed if p["userErrors"]) == 32
+
+    # And the wallet is empty to the cent, the refused took no code, and the books balance
+    assert await wallet(db, tree["A"]) == Decimal("0.00")
+    assert await db.fetchval("SELECT count(*) FROM orders") == 8
+    assert await db.fetchval("SELECT count(*) FROM codes WHERE status = 'sold'") == 8
+    assert await db.fetchval("SELECT available FROM pools") == 32
+    assert await db.fetchval("SELECT coalesce(sum(amount), 0) FROM ledger_entries") == 0
+
+
 async def test_codes_are_plain_for_the_buyer_only_and_every_reveal_is_logged(
     api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
 ) -> None:
