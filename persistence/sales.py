@@ -46,6 +46,10 @@ class Quote:
     postings: tuple[Posting, ...]
     digest: str
 
+    @property
+    def total(self) -> Decimal:
+        return self.chain.price * self.quantity
+
 
 @dataclass(frozen=True, slots=True)
 class SaleSettled:

@@ -84,7 +84,7 @@ async def buy(
             input_hash=digest,
             quantity=sale.quantity,
             unit_price=sale.chain.price,
-            total=sale.chain.price * sale.quantity,
+            total=sale.total,
             buyer=buyer,
             delivery=delivery,
         )
