@@ -43,6 +43,10 @@ Q = queries("codes")
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 5000
+# An import this large gets the planner's statistics refreshed at once. Until autovacuum
+# reaches new rows (a minute or more), the planner takes a pool for a handful of rows and
+# plans a sale of thousands of its codes as a nested loop: quadratic, seconds per batch.
+ANALYZE_AFTER_ROWS = 1000
 _DEADLOCK_ATTEMPTS = 3
 _IMPORT_LOCK = 0x5155_414E_5949_4D50  # pg_advisory_xact_lock key: "QUANYIMP"
 
@@ -202,8 +206,19 @@ async def import_codes(
                 len(result.duplicates),
                 len(result.rejected),
             )
+            if result.imported >= ANALYZE_AFTER_ROWS:
+                await _analyze_codes(db)
         return result
     raise AssertionError("unreachable")
+
+
+async def _analyze_codes(db: Db) -> None:
+    """Fresh statistics on codes; the import stands whether or not this succeeds."""
+    try:
+        async with _connection(db) as conn:
+            await conn.execute(Q["analyze_codes"])
+    except asyncpg.PostgresError as error:
+        log.warning("statistics on codes not refreshed after an import: %r", error)
 
 
 async def _import(

@@ -14,6 +14,9 @@ WHERE pool_id = $1 AND idempotency_key = $2;
 -- name: finish_batch
 UPDATE code_batches SET input_hash = $2, result = $3::jsonb WHERE id = $1;
 
+-- name: analyze_codes
+ANALYZE codes;
+
 -- name: lock_active_key
 -- The active data key, locked against deletion until this transaction ends, so a key
 -- rotation cannot delete the key this import encrypts with.

@@ -170,6 +170,35 @@ async def test_a_retry_with_the_same_key_imports_once(
     assert await stored(db, pool_id) == (2, 2, 1)
 
 
+async def test_a_large_import_gives_the_planner_statistics_of_the_codes(
+    db: asyncpg.Connection[Any], pg: asyncpg.Pool[Any], keyring: Keyring
+) -> None:
+    # Given a pool in a database whose codes were never analysed
+    pool_id = await make_pool(db)
+    assert await planner_rows(db) == (0, False)
+
+    # When an import brings in enough codes to change the plans of sales from the pool
+    result = await codes.import_codes(
+        pg, keyring, pool_id, ListSource(fresh_rows(codes.ANALYZE_AFTER_ROWS))
+    )
+
+    # Then the planner knows them at once, without waiting for autovacuum
+    assert result.imported == codes.ANALYZE_AFTER_ROWS
+    assert await planner_rows(db) == (codes.ANALYZE_AFTER_ROWS, True)
+
+
+async def planner_rows(db: asyncpg.Connection[Any]) -> tuple[int, bool]:
+    """(the planner's row count of codes, whether it has statistics of their status)."""
+    row = await db.fetchrow(
+        """SELECT greatest(reltuples, 0)::bigint AS rows,
+                  EXISTS (SELECT 1 FROM pg_stats
+                          WHERE tablename = 'codes' AND attname = 'status') AS known
+           FROM pg_class WHERE oid = 'codes'::regclass"""
+    )
+    assert row is not None
+    return row["rows"], row["known"]
+
+
 async def test_concurrent_retries_with_one_key_import_once(
     db: asyncpg.Connection[Any], pg: asyncpg.Pool[Any], keyring: Keyring
 ) -> None:
