@@ -71,6 +71,15 @@ async def _prepare_template(postgres: EmbeddedPostgres) -> None:
     finally:
         await admin.close()
     await migrations.migrate(postgres.dsn(TEMPLATE))
+    # This server lives and dies with the test session, so flushing to disk buys
+    # nothing: no test crashes PostgreSQL itself (the crash tests kill our process).
+    admin = await asyncpg.connect(postgres.dsn("postgres"))
+    try:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            await admin.execute(f"ALTER SYSTEM SET {setting} = off")
+        await admin.execute("SELECT pg_reload_conf()")
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

@@ -36,13 +36,17 @@ async def make_pool(db: asyncpg.Connection[Any], size: int, product_id: int | No
         product_id,
         size,
     )
-    await db.execute(
-        """INSERT INTO codes (pool_id, fingerprint, code_ciphertext, key_id, last4)
-           SELECT p, int8send(p * 100000000 + g), '\\x00', 1, lpad(g::text, 4, '0')
-           FROM (SELECT $1::bigint AS p) AS pool, generate_series(1, $2) AS g""",
-        pool_id,
-        size,
-    )
+    async with db.transaction():
+        # The rows point at the pool and key just made: checking their foreign keys one by
+        # one adds half again to the time of a million rows.
+        await db.execute("SET LOCAL session_replication_role = replica")
+        await db.execute(
+            """INSERT INTO codes (pool_id, fingerprint, code_ciphertext, key_id, last4)
+               SELECT p, int8send(p * 100000000 + g), '\\x00', 1, lpad(g::text, 4, '0')
+               FROM (SELECT $1::bigint AS p) AS pool, generate_series(1, $2) AS g""",
+            pool_id,
+            size,
+        )
     return pool_id
 
 
