@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import partial
 
 from graphql import (
@@ -223,16 +224,29 @@ def _fixed_rules(extension: AddValidationRules) -> Callable[[], SchemaExtension]
     return partial(AddValidationRules, list(extension.validation_rules))
 
 
-def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one document may ask for: the settings the schema is built with."""
+
+    max_tokens: int
+    max_query_depth: int
+    max_aliases: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.max_tokens, settings.max_query_depth, settings.max_aliases)
+
+
+def extensions(limits: Limits) -> list[Callable[[], SchemaExtension]]:
     """Factories, one extension set per request; the caches live at module level."""
     return [
-        partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
+        partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
         partial(ParserCache, maxsize=1024),
         SubscriptionsOverWebSocket,
         WebSocketReauthentication,
         NoNulCharacters,
-        _fixed_rules(QueryDepthLimiter(max_depth=settings.max_query_depth)),
-        _fixed_rules(MaxAliasesLimiter(max_alias_count=settings.max_aliases)),
+        _fixed_rules(QueryDepthLimiter(max_depth=limits.max_query_depth)),
+        _fixed_rules(MaxAliasesLimiter(max_alias_count=limits.max_aliases)),
         DocumentValidationCache,
         partial(MaskErrors, should_mask_error=_must_mask, error_message="Internal server error."),
         InvalidateReads,
