@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from integrations import supplier_signing
+from integrations import supplier_signing, tls
 from integrations.targets import TargetRefused, TargetUnresolved, check_target
 
 log = logging.getLogger("quanyi.suppliers")
@@ -120,7 +120,11 @@ class HttpSupplier:
         # trust_env=False: a proxy taken from the environment would make the address check
         # meaningless and could see every code in transit.
         self._client = httpx.AsyncClient(
-            timeout=timeout, transport=transport, follow_redirects=False, trust_env=False
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,
+            verify=tls.client_context(trust_env=False),
         )
 
     async def __aenter__(self) -> Self:

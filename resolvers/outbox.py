@@ -35,7 +35,7 @@ import asyncpg
 import httpx
 
 from domain import backoff
-from integrations import http_outcome, webhooks
+from integrations import http_outcome, tls, webhooks
 from integrations.http_outcome import Outcome
 from integrations.mail import MailSettings, build_code_message, send_mail
 from integrations.sms import SmsSettings, render_sms, send_sms
@@ -79,7 +79,9 @@ class Outbox:
         self._released_at = 0.0
 
     async def start(self) -> None:
-        self._http = httpx.AsyncClient(timeout=SEND_TIMEOUT)
+        self._http = httpx.AsyncClient(
+            timeout=SEND_TIMEOUT, verify=tls.client_context(trust_env=True)
+        )
         await self._take_worker_id()
         self._task = asyncio.create_task(self._run(), name="outbox")
 
