@@ -61,11 +61,13 @@ class Clones:
         self.used: queue.Queue[str] = queue.Queue()
         self.wake = threading.Event()
         self.stopping = False
+        # Once set, every test that asks for a database is told, rather than left waiting.
+        self.failed: BaseException | None = None
         self.thread = threading.Thread(target=asyncio.run, args=(self._work(),), daemon=True)
         self.thread.start()
 
     def take(self) -> str:
-        made = self.ready.get(timeout=60)
+        made = self.failed or self.ready.get(timeout=60)
         self.wake.set()
         if isinstance(made, BaseException):
             raise made
@@ -81,24 +83,25 @@ class Clones:
         self.thread.join(timeout=30)
 
     async def _work(self) -> None:
-        admin = await asyncpg.connect(self.admin_dsn)
         try:
-            while not self.stopping:
-                while not self.used.empty():
-                    await admin.execute(f'DROP DATABASE "{self.used.get()}" WITH (FORCE)')
-                if not self.ready.full():
-                    name = f"test_{uuid.uuid4().hex[:16]}"
-                    try:
+            admin = await asyncpg.connect(self.admin_dsn)
+            try:
+                while not self.stopping:
+                    self.wake.clear()
+                    while not self.used.empty():
+                        await admin.execute(f'DROP DATABASE "{self.used.get()}" WITH (FORCE)')
+                    if not self.ready.full():
+                        name = f"test_{uuid.uuid4().hex[:16]}"
                         await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
-                    except Exception as error:
-                        self.ready.put(error)
-                        return
-                    self.ready.put(name)
-                    continue
-                self.wake.clear()
-                await asyncio.to_thread(self.wake.wait, 0.5)
-        finally:
-            await admin.close()
+                        self.ready.put(name)
+                        continue
+                    await asyncio.to_thread(self.wake.wait, 0.5)
+            finally:
+                await admin.close()
+        except Exception as error:
+            self.failed = error
+            with contextlib.suppress(queue.Full):
+                self.ready.put_nowait(error)
 
 
 @pytest.fixture(scope="session")
