@@ -126,3 +126,43 @@ async def test_a_pool_that_cannot_start_answers_each_command_once_and_the_next_o
     assert [type(e).__name__ for e in [*first, *later]] == ["PoolGone"] * 6
     await asyncio.sleep(0.3)
     assert registry.live_actors == 0
+
+
+async def test_a_dead_actors_successor_leaves_out_what_its_callers_gave_up_on(
+    registry: PoolRegistry, db: asyncpg.Connection[Any]
+) -> None:
+    # Given a pool whose first write of a reservation hangs, then fails, killing its actor
+    pool_id = await make_pool(db, 10)
+    await db.execute(
+        """CREATE SEQUENCE reservation_writes;
+           CREATE FUNCTION fail_first_reservation() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+               IF NEW.status = 'reserved' AND nextval('reservation_writes') = 1 THEN
+                   PERFORM pg_sleep(0.5);
+                   RAISE EXCEPTION 'the disk is gone';
+               END IF;
+               RETURN NEW;
+           END $$;
+           CREATE TRIGGER fail_first_reservation BEFORE UPDATE ON codes
+               FOR EACH ROW EXECUTE FUNCTION fail_first_reservation();"""
+    )
+
+    # When one caller's reservation is in that write and another's waits behind it,
+    # and the first gives up before the actor dies
+    abandoned = asyncio.create_task(registry.reserve(pool_id, "abandoned", 2))
+    await asyncio.sleep(0.2)
+    waiting = asyncio.create_task(registry.reserve(pool_id, "waiting", 3))
+    await asyncio.sleep(0.05)
+    abandoned.cancel()
+    answer = await asyncio.wait_for(waiting, timeout=10)
+
+    # Then the next actor makes the waiting reservation and not the abandoned one
+    assert isinstance(answer, Reserved)
+    assert len(answer.code_ids) == 3
+    held = await db.fetch(
+        "SELECT reservation_ref, count(*) AS n FROM codes WHERE status = 'reserved'"
+        " GROUP BY reservation_ref"
+    )
+    assert {r["reservation_ref"]: r["n"] for r in held} == {"waiting": 3}
+    snapshot = await registry.snapshot(pool_id)
+    assert (snapshot.available, snapshot.reserved) == (7, 3)
