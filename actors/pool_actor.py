@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, assert_never
 
@@ -117,35 +117,38 @@ class PoolActor(pykka.ThreadingActor):
                 self.stop()
                 return
             before = self.counts
-            resolve_all(self.loop, self._answers(batch))
+            for answers in self._answers(batch):
+                if answers:
+                    resolve_all(self.loop, answers)
             if self.counts != before:
                 self.on_change(self.pool_id, self.product_id)
             batch = batch.following()
 
-    def _answers(self, batch: Batch) -> list[tuple[Reply[Any], Any]]:
+    def _answers(self, batch: Batch) -> Iterator[list[tuple[Reply[Any], Any]]]:
+        """The batch's answers in two goes. Reservations and sales are answered as soon as
+        they are made, after what frees stock (releases, unfreezes) and before freezes and
+        voids: those take longest (thousands of codes a chunk) and only take stock away,
+        so no buyer waits for one that came in the same batch."""
         answers: list[tuple[Reply[Any], Any]] = []
         reserves: list[Reserve] = []
         sales: list[Sell] = []
+        removals: list[Freeze | Void] = []
         for command in batch.commands:
             match command:
                 case Reserve():
                     reserves.append(command)
                 case Sell():
                     sales.append(command)
+                case Freeze() | Void():
+                    removals.append(command)
                 case Commit():
                     answers.append((command.reply, self._commit(command)))
                 case Release():
                     answers.append((command.reply, self._release(command.ref, None)))
                 case ReleaseExpired():
                     answers.append((command.reply, self._release(None, datetime.now(UTC))))
-                case Freeze():
-                    moved = self._move(command.code_ids, "frozen", command.event)
-                    answers.append((command.reply, moved))
                 case Unfreeze():
                     moved = self._move(command.code_ids, None, command.event)
-                    answers.append((command.reply, moved))
-                case Void():
-                    moved = self._move(command.code_ids, "voided", command.event)
                     answers.append((command.reply, moved))
                 case Refresh():
                     self._refresh()
@@ -158,7 +161,8 @@ class PoolActor(pykka.ThreadingActor):
             answers += self._reserve(reserves, retry=batch.retry)
         if sales:
             answers += self._sell(sales)
-        return answers
+        yield answers
+        yield [(command.reply, self._remove(command)) for command in removals]
 
     # Handlers ------------------------------------------------------------------------
 
@@ -291,6 +295,10 @@ class PoolActor(pykka.ThreadingActor):
         self.counts = moved.counts
         self._give_back(moved.ids)
         return Changed(tuple(moved.ids))
+
+    def _remove(self, command: Freeze | Void) -> Changed:
+        target = "frozen" if isinstance(command, Freeze) else "voided"
+        return self._move(command.code_ids, target, command.event)
 
     def _move(
         self, code_ids: tuple[int, ...], target: str | None, event: MoveEvent | None

@@ -185,3 +185,31 @@ async def test_freezing_races_reservations_and_every_code_ends_in_one_state(
     back = await registry.reserve(pool_id, "after", len(frozen))
     assert isinstance(back, Reserved)
     assert set(back.code_ids) == frozen
+
+
+async def test_a_buyer_is_not_kept_waiting_by_a_freeze_in_the_same_batch(
+    db: asyncpg.Connection[Any], registry: PoolRegistry
+) -> None:
+    # Given a pool busy freezing 3,000 of its codes
+    pool_id = await make_pool(db, 6000)
+    ids = [
+        r["id"]
+        for r in await db.fetch("SELECT id FROM codes WHERE pool_id = $1 ORDER BY id", pool_id)
+    ]
+    first = asyncio.create_task(registry.freeze(pool_id, ids[:3000]))
+    await asyncio.sleep(0)
+
+    # When a freeze of 2,000 more and a reservation arrive meanwhile, and so travel together
+    second = asyncio.create_task(registry.freeze(pool_id, ids[3000:5000]))
+    buyer = asyncio.create_task(registry.reserve(pool_id, "buyer", 1))
+    done, _ = await asyncio.wait({second, buyer}, return_when=asyncio.FIRST_COMPLETED)
+
+    # Then the buyer has the code before that freeze is over, and one the freeze leaves
+    assert done == {buyer}
+    reserved = buyer.result()
+    assert isinstance(reserved, Reserved)
+    frozen = (await first).count + (await second).count
+    assert frozen == 5000 - len(set(reserved.code_ids) & set(ids[:5000]))
+    by_state = await states(db, pool_id)
+    assert by_state == await counters(db, pool_id)
+    assert by_state == {"frozen": frozen, "reserved": 1, "available": 6000 - frozen - 1}
