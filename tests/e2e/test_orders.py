@@ -49,6 +49,17 @@ def order_input(product: str, key: str, quantity: int = 1) -> dict[str, Any]:
     return {"input": {"idempotencyKey": key, "productId": product, "quantity": quantity}}
 
 
+async def orders_at_once(api: Api, buyer: Node, product: str, count: int) -> list[Any]:
+    """``count`` orders of one code each, each with its own key, sent together."""
+    results = await asyncio.gather(
+        *(
+            api.data(PLACE, order_input(product, f"order-{i}"), token=buyer.key)
+            for i in range(count)
+        )
+    )
+    return [r["placeOrder"] for r in results]
+
+
 async def wallet(db: asyncpg.Connection[Any], node: Node) -> Decimal:
     from schema import ids
 
@@ -68,15 +79,9 @@ async def test_five_hundred_buyers_three_hundred_codes(
     await funded(api, tree["root"].key, tree["A"].id, "25000.00", "bank-1")
 
     # When 500 orders of one code arrive at once
-    results = await asyncio.gather(
-        *(
-            api.data(PLACE, order_input(product, f"order-{i}"), token=tree["A"].key)
-            for i in range(500)
-        )
-    )
+    payloads = await orders_at_once(api, tree["A"], product, 500)
 
     # Then exactly 300 are paid, with 300 distinct codes, and 200 are out of stock
-    payloads = [r["placeOrder"] for r in results]
     paid = [p for p in payloads if p["order"] and p["order"]["status"] == "PAID"]
     refused = [p["userErrors"] for p in payloads if p["userErrors"]]
     assert len(paid) == 300
@@ -174,12 +179,9 @@ async def test_concurrent_orders_never_spend_more_than_the_wallet_holds(
     await funded(api, tree["root"].key, tree["A"].id, "200.00", "bank-1")
 
     # When A sends 40 orders at once, each with its own key
-    results = await asyncio.gather(
-        *(api.data(PLACE, order_input(product, f"k{i}"), token=tree["A"].key) for i in range(40))
-    )
+    placed = await orders_at_once(api, tree["A"], product, 40)
 
     # Then 8 are paid, each with its own code, and the other 32 are refused for the balance
-    placed = [r["placeOrder"] for r in results]
     paid = [p for p in placed if p["order"] is not None]
     assert len(paid) == 8
     assert all(p["order"]["status"] == "PAID" and len(p["codes"]) == 1 for p in paid)
