@@ -288,3 +288,84 @@ def test_demo_prints_a_working_login_and_keys(data_dir: Path, tmp_path: Path) ->
         assert viewer["channel"] == {"name": name, "level": 0}
 
         _stop(demo, signal.SIGTERM, data_dir)
+
+
+_DEMO_ORDER = re.compile(
+    r'^\s+(mutation \{ placeOrder\(input: \{idempotencyKey: "first-order".*)$', re.M
+)
+
+
+def _thread_cpus(pid: int) -> dict[int, frozenset[int]]:
+    """The CPUs each thread of ``pid`` may run on."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            found[int(tid)] = frozenset(os.sched_getaffinity(int(tid)))
+    return found
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="pinning is Linux's, and needs a second CPU to tell",
+)
+def test_serve_on_one_cpu_runs_its_threads_there_and_the_rest_anywhere(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    everywhere = frozenset(os.sched_getaffinity(0))
+    cpu = max(everywhere)
+
+    # Given `quanyi serve --demo --cpu N`
+    with serving(data_dir, tmp_path, "--demo", "--cpu", str(cpu)) as demo:
+        printed = demo.stdout.read_text()
+        pid = demo.proc.pid
+        before = _thread_cpus(pid)
+
+        # When a store buys a code (its pool's actor starts) and the owner logs in (the
+        # password is hashed on a worker thread)
+        key = next(k for name, _level, _email, k in _KEY_LINE.findall(printed) if "Pudong" in name)
+        order_line = _DEMO_ORDER.search(printed)
+        assert order_line, printed
+        placed = demo.gql(order_line[1], token=key)["placeOrder"]
+        assert placed["userErrors"] == []
+        assert placed["order"]["status"] == "PAID"
+        owner = _OWNER_LOGIN.search(printed)
+        assert owner, printed
+        assert _login(demo, owner[1], owner[2])
+        after = _thread_cpus(pid)
+
+        # Then the event loop's thread, and the threads the order started, run on that CPU
+        assert before[pid] == after[pid] == {cpu}
+        pinned = [tid for tid, cpus in after.items() if cpus == {cpu}]
+        assert set(pinned) - set(before), "the order started no thread on the CPU"
+        # And the thread that hashed the password, and nothing else, may run anywhere
+        assert {cpus for tid, cpus in after.items() if tid not in pinned} == {everywhere}
+        # And the embedded PostgreSQL and Valkey keep every CPU
+        helpers = _leftovers(data_dir)
+        assert {"postgres", "valkey"} <= {
+            "valkey" if "valkey" in p.info["name"] else "postgres" for p in helpers
+        }
+        assert {frozenset(p.cpu_affinity()) for p in helpers} == {everywhere}
+
+        _stop(demo, signal.SIGTERM, data_dir)
+
+
+def test_serve_refuses_a_cpu_it_may_not_run_on_before_starting_anything(
+    data_dir: Path,
+) -> None:
+    # When `quanyi serve` is asked to run on a CPU this machine does not give it
+    done = subprocess.run(
+        [QUANYI, "serve", "--data-dir", str(data_dir), "--port", "0", "--cpu", "4096"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # Then it says so in one line and exits 2, with nothing started
+    assert done.returncode == 2
+    assert "error: " in done.stderr
+    assert "CPU 4096" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert _leftovers(data_dir) == []
+    assert not (data_dir / "pg").exists()
