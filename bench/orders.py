@@ -1,12 +1,15 @@
 """placeOrder over real HTTP against the GraphQL floor of the same server, in one run.
 
-    python bench/orders.py [--seconds 15] [--clients 64] [--codes 200000] [--profile DIR]
+    python bench/orders.py [--seconds 15] [--clients 64] [--codes 200000] [--cpu N|none]
+                           [--profile DIR]
 
 It starts the real ``quanyi serve`` (one uvicorn worker, embedded PostgreSQL and Valkey
-in a fresh temp data directory, fsync on), makes a platform API key the way
-``create-admin`` bootstraps, and seeds everything else through GraphQL: an agent channel
-with an API key, one product, one pool of ``--codes`` codes and a wallet that can pay for
-all of them. It waits for the audit chainer to chain the seed's events. Then, with
+in a fresh temp data directory, fsync on), its Python threads on one CPU (``--cpu``: by
+default the one that took the fewest device interrupts, which on these virtual machines
+leaves the disk's to PostgreSQL; ``none`` leaves them to the OS), makes a platform
+API key the way ``create-admin`` bootstraps, and seeds everything else through GraphQL: an
+agent channel with an API key, one product, one pool of ``--codes`` codes and a wallet
+that can pay for all of them. It waits for the audit chainer to chain the seed's events. Then, with
 ``--clients`` keep-alive connections from a separate client process (so the client's CPU
 is measured apart from the server's):
 
@@ -283,14 +286,17 @@ def _cpu(procs: list[psutil.Process]) -> dict[int, float]:
 
 
 class Server:
-    def __init__(self, data_dir: Path, logs: Path) -> None:
+    def __init__(self, data_dir: Path, logs: Path, cpu: int | None) -> None:
         self.data_dir = data_dir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = logs / "serve.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - our own console script
-                [QUANYI, "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
+                [
+                    *(QUANYI, "serve", "--data-dir", str(data_dir), "--port", str(self.port)),
+                    *(() if cpu is None else ("--cpu", str(cpu))),
+                ],
                 env=_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -522,6 +528,21 @@ async def check(dsn: str, paid_seen: int, codes_seen: list[str]) -> list[str]:
 # --- the run -----------------------------------------------------------------------------
 
 
+def _quietest_cpu() -> int:
+    """Of the CPUs this process may use, the one that has handled the fewest device
+    interrupts (the numbered lines of /proc/interrupts) since boot."""
+    allowed = sorted(os.sched_getaffinity(0))
+    lines = Path("/proc/interrupts").read_text().splitlines()
+    columns = [int(name.removeprefix("CPU")) for name in lines[0].split()]
+    handled = dict.fromkeys(columns, 0)
+    for line in lines[1:]:
+        irq, _, counts = line.partition(":")
+        if irq.strip().isdigit():
+            for cpu, count in zip(columns, counts.split(), strict=False):
+                handled[cpu] += int(count) if count.isdigit() else 0
+    return min(allowed, key=lambda cpu: handled.get(cpu, 0))
+
+
 def run_phase(
     ctx: Any,
     server: Server,
@@ -572,7 +593,7 @@ def main(args: argparse.Namespace) -> int:
     server: Server | None = None
     ctx = mp.get_context("spawn")
     try:
-        server = Server(data_dir, logs)
+        server = Server(data_dir, logs, args.cpu)
         postgres = EmbeddedPostgres(data_dir, owner=False)
         dsn = postgres.start()
         seeded = asyncio.run(seed(server.url, dsn, args.codes, args.batch))
@@ -597,7 +618,8 @@ def main(args: argparse.Namespace) -> int:
             args.profile,
         )
         cpus = psutil.cpu_count()
-        print(f"\n1 uvicorn worker, {args.clients} connections, {cpus} CPUs, fsync on")
+        pinned = "anywhere" if args.cpu is None else f"on CPU {args.cpu}"
+        print(f"\n1 uvicorn worker ({pinned}), {args.clients} connections, {cpus} CPUs, fsync on")
         report(floor)
         report(orders)
         ratio = orders.rate / floor.rate if floor.rate else 0.0
@@ -626,4 +648,10 @@ if __name__ == "__main__":
     parser.add_argument("--codes", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=10_000, help="codes per importCodes call")
     parser.add_argument("--profile", type=Path, help="py-spy the server into this directory")
+    parser.add_argument(
+        "--cpu",
+        type=lambda given: None if given == "none" else int(given),
+        default=_quietest_cpu(),
+        help="the CPU the server's Python threads run on; none: wherever the OS puts them",
+    )
     sys.exit(main(parser.parse_args()))
