@@ -22,6 +22,7 @@ import asyncpg
 import uvicorn
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -511,8 +512,20 @@ def main(argv: list[str] | None = None) -> int:
     printer.set_defaults(run=cmd_print_schema)
 
     args = parser.parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except ValidationError as error:
+        if error.title != Settings.__name__:
+            raise
+        for problem in error.errors():
+            print(f"error: {_setting_name(problem['loc'])}: {problem['msg']}", file=sys.stderr)
+        return 2
     return code
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a setting is read from (and its flag overrides)."""
+    return f"QUANYI_{str(loc[0]).upper()}" if loc else "QUANYI_*"
 
 
 if __name__ == "__main__":
