@@ -89,9 +89,9 @@ class Settings(BaseSettings):
     redemption_guess_limit: int = Field(default=10, ge=1)
     redemption_guess_seconds: float = Field(default=300, gt=0)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     # The CPU `quanyi serve` runs its Python threads on (see server._pin); None: anywhere.
     cpu: int | None = Field(default=None, ge=0)
-    max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
 
     @property
     def session_ttl(self) -> timedelta:
