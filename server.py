@@ -344,7 +344,7 @@ def _pin(cpu: int) -> frozenset[int]:
     The event loop, the pool actors and their database loop hand batches to each other
     many times per order, and only one of them holds the interpreter at a time. Spread
     over CPUs, each hand-over wakes a thread on another CPU with cold caches, beside
-    PostgreSQL; on one CPU the server placed about 40% more orders a second (README,
+    PostgreSQL; on one CPU the server placed about a third more orders a second (README,
     "Orders over HTTP").
     """
     before = frozenset(os.sched_getaffinity(0))
