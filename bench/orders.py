@@ -6,12 +6,12 @@
 It starts the real ``quanyi serve`` (one uvicorn worker, embedded PostgreSQL and Valkey
 in a fresh temp data directory, fsync on), its Python threads on one CPU (``--cpu``: by
 default the one that took the fewest device interrupts, which on these virtual machines
-leaves the disk's to PostgreSQL; ``none`` leaves them to the OS), makes a platform
-API key the way ``create-admin`` bootstraps, and seeds everything else through GraphQL: an
+leaves the disk's to PostgreSQL; ``none`` leaves them to the OS), makes a platform API
+key the way ``create-admin`` bootstraps, and seeds everything else through GraphQL: an
 agent channel with an API key, one product, one pool of ``--codes`` codes and a wallet
-that can pay for all of them. It waits for the audit chainer to chain the seed's events. Then, with
-``--clients`` keep-alive connections from a separate client process (so the client's CPU
-is measured apart from the server's):
+that can pay for all of them. It waits for the audit chainer to chain the seed's events.
+Then, with ``--clients`` keep-alive connections from a separate client process (so the
+client's CPU is measured apart from the server's):
 
   floor   ``{ viewer { role } }`` with the agent's key: authentication + the GraphQL layer
   orders  ``placeOrder`` of 1 code, BALANCE payment, API delivery (plaintext codes in the
