@@ -234,6 +234,20 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 5.0)
     return False
 
 
+def http_client(**options: Any) -> httpx.AsyncClient:
+    """An HTTP client for the servers under test, safe under many concurrent requests.
+
+    httpcore 1.0.9 closes idle connections beyond ``max_keepalive_connections`` without
+    checking whether one was just handed to a request that is about to use it
+    (encode/httpcore#1110): under more concurrent requests than that, a request now and then
+    fails with ``ReadError`` though the server answered nothing wrong. Keeping as many
+    connections alive as may be open takes that path away. Idle connections are dropped
+    before uvicorn's 5 s keep-alive ends, so none is reused as the server closes it.
+    """
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=2)
+    return httpx.AsyncClient(limits=limits, **options)
+
+
 class Api:
     """A GraphQL client over real HTTP."""
 
@@ -263,7 +277,7 @@ class Api:
 
 @pytest.fixture
 async def api(server: LiveServer) -> AsyncIterator[Api]:
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with http_client(timeout=30) as http:
         yield Api(http, server.graphql_url)
 
 

@@ -19,14 +19,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from observability import Metrics, RequestContext
-from tests.conftest import CREATE_CHANNEL, Api, LiveServer
+from tests.conftest import CREATE_CHANNEL, Api, LiveServer, http_client
 
 CHILD_NAMES = "{ channel { children(first: 100) { edges { node { name } } } } }"
 
 
 @pytest.fixture
 async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+    async with http_client(base_url=server.url, timeout=30) as client:
         yield client
 
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-import httpx
-
 from settings import Settings
-from tests.conftest import Api, Node, eventually, live_server
+from tests.conftest import Api, Node, eventually, http_client, live_server
 from tests.e2e.test_auth import REVOKE_KEY
 from tests.e2e.test_commerce import SET_PRICE
 from tests.e2e.test_ledger_api import funded
@@ -43,7 +41,7 @@ async def test_changes_through_one_server_reach_the_cache_of_another(
 ) -> None:
     product = await stocked_product(api, tree["root"].key, 5)
     await funded(api, tree["root"].key, tree["A"].id, "500.00", "bank-1")
-    async with live_server(settings) as other, httpx.AsyncClient(timeout=30) as http:
+    async with live_server(settings) as other, http_client(timeout=30) as http:
         second = Api(http, other.graphql_url)
         # Given the other server has cached A's key and A's offer
         placed = await second.data(PLACE, order_input(product, "k1"), token=tree["A"].key)

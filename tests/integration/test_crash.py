@@ -25,6 +25,7 @@ from domain.access import Role
 from domain.credentials import format_api_key, new_api_key_secret
 from persistence import api_keys, channels
 from persistence.embedded import EmbeddedPostgres
+from tests.conftest import http_client
 from tests.integration.test_process_lifecycle import (
     Running,
     _postmaster_pid,
@@ -169,7 +170,7 @@ async def _load_then_kill(
             assert placed["order"]["status"] == "PAID"
             paid[key] = placed["codes"][0]["code"]
 
-    async with httpx.AsyncClient(timeout=10, headers=headers) as http:
+    async with http_client(timeout=10, headers=headers) as http:
         tasks = [asyncio.create_task(client(n, http)) for n in range(CLIENTS)]
         await asyncio.sleep(LOAD_BEFORE_KILL)
         # SIGKILL: no shutdown at all; requests are in flight, sales batches mid-write.
@@ -182,7 +183,7 @@ async def _load_then_kill(
 
 async def _retry(running: Running, token: str, product: str, keys: set[str]) -> dict[str, str]:
     """The lost requests sent again with their idempotency keys, as a client would."""
-    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
+    async with http_client(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
         answers = await asyncio.gather(
             *(http.post(running.url + "/graphql", json=_order(product, k)) for k in sorted(keys))
         )
