@@ -98,7 +98,7 @@ class EventHub:
                 await asyncio.sleep(1)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     def _deliver(self, message: dict[str, Any]) -> None:
         channel = message["channel"]
