@@ -310,22 +310,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 asyncio.run(seed(resolved, host=args.host, port=args.port, supplier=supplier)),
                 flush=True,
             )
-        config = uvicorn.Config(
-            create_app(resolved),
-            host=args.host,
-            port=args.port,
-            log_config=None,
-            access_log=False,
-            loop="asyncio",
-            http="httptools",
-            lifespan="on",
-            ws="websockets-sansio",
-        )
+        config = http_server_config(create_app(resolved), resolved, host=args.host, port=args.port)
         _tune_interpreter()
         # After the embedded servers started: they keep every CPU.
         elsewhere = None if settings.cpu is None else _pin(settings.cpu)
         _Server(config, blocking_work_cpus=elsewhere).run()
     return 0
+
+
+def http_server_config(app: Starlette, settings: Settings, **where: Any) -> uvicorn.Config:
+    """How uvicorn serves the app: for ``quanyi serve`` and the tests alike."""
+    return uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        loop="asyncio",
+        http="httptools",
+        lifespan="on",
+        ws="websockets-sansio",
+        # An idle connection should be closed by the client or the proxy in front, not by
+        # us: a client that sends its next request just as we close the connection gets
+        # an error for a request we never saw, and for a POST (placeOrder) it cannot know
+        # whether to retry. Clients and proxies keep idle connections 5 to 60 s (httpx 5,
+        # nginx upstreams and cloud load balancers 60); uvicorn's own 5 s is no longer
+        # than the shortest of them.
+        timeout_keep_alive=settings.keep_alive_seconds,
+        **where,
+    )
 
 
 def _pinning_problem(cpu: int) -> str | None:

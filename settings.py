@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     redemption_guess_seconds: float = Field(default=300, gt=0)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # How long an idle HTTP connection is kept open (see server.http_server_config).
+    keep_alive_seconds: int = Field(default=75, ge=1)
     # The CPU `quanyi serve` runs its Python threads on (see server._pin); None: anywhere.
     cpu: int | None = Field(default=None, ge=0)
 

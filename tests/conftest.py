@@ -31,7 +31,7 @@ from domain.access import Role
 from domain.credentials import format_api_key, new_api_key_secret
 from persistence import api_keys, channels, migrations
 from persistence.embedded import EmbeddedPostgres, EmbeddedValkey
-from server import create_app
+from server import create_app, http_server_config
 from settings import Settings
 
 TEMPLATE = "quanyi_template"
@@ -185,6 +185,10 @@ class LiveServer:
     app: Starlette
 
     @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
     def graphql_url(self) -> str:
         return self.url + "/graphql"
 
@@ -201,8 +205,7 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = create_app(settings)
-    config = uvicorn.Config(app, log_config=None, lifespan="on", ws="websockets-sansio")
-    uv = uvicorn.Server(config)
+    uv = uvicorn.Server(http_server_config(app, settings))
     task = asyncio.create_task(uv.serve(sockets=[sock]))
     while not uv.started:
         if task.done():
@@ -241,10 +244,9 @@ def http_client(**options: Any) -> httpx.AsyncClient:
     checking whether one was just handed to a request that is about to use it
     (encode/httpcore#1110): under more concurrent requests than that, a request now and then
     fails with ``ReadError`` though the server answered nothing wrong. Keeping as many
-    connections alive as may be open takes that path away. Idle connections are dropped
-    before uvicorn's 5 s keep-alive ends, so none is reused as the server closes it.
+    connections alive as may be open takes that path away.
     """
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=2)
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     return httpx.AsyncClient(limits=limits, **options)
 
 

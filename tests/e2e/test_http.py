@@ -19,7 +19,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from observability import Metrics, RequestContext
-from tests.conftest import CREATE_CHANNEL, Api, LiveServer, http_client
+from settings import Settings
+from tests.conftest import CREATE_CHANNEL, Api, LiveServer, http_client, live_server
 
 CHILD_NAMES = "{ channel { children(first: 100) { edges { node { name } } } } }"
 
@@ -163,6 +164,51 @@ async def test_request_id_is_echoed_or_generated(http: httpx.AsyncClient) -> Non
     )
     assert refused.status_code == 400
     assert refused.headers["x-request-id"] == "bad-body-1"
+
+
+async def _get_healthz(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """One request on an open connection; the status line of its answer."""
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: quanyi.test\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+    assert length is not None, head
+    await reader.readexactly(int(length.group(1)))
+    return head.split(b"\r\n", 1)[0]
+
+
+async def test_an_idle_connection_outlives_the_usual_client_idle_timeouts(
+    server: LiveServer,
+) -> None:
+    # Given a client connection that has made one request
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        assert await _get_healthz(reader, writer) == b"HTTP/1.1 200 OK"
+
+        # When it stays idle longer than uvicorn's own keep-alive (5 s), as pooled
+        # connections of clients that keep them 5 s and more do
+        await asyncio.sleep(6)
+
+        # Then the server has kept it: the next request on it is answered
+        assert await _get_healthz(reader, writer) == b"HTTP/1.1 200 OK"
+    finally:
+        writer.close()
+
+
+async def test_the_keep_alive_is_a_setting(settings: Settings) -> None:
+    # Given a server that keeps idle connections 1 s
+    short = settings.model_copy(update={"keep_alive_seconds": 1})
+    async with live_server(short) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            assert await _get_healthz(reader, writer) == b"HTTP/1.1 200 OK"
+
+            # When the connection stays idle, then the server closes it after that second
+            started = time.monotonic()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            assert 0.5 < time.monotonic() - started < 3
+        finally:
+            writer.close()
 
 
 async def test_graphiql_is_served_to_browsers(http: httpx.AsyncClient) -> None:
