@@ -30,7 +30,9 @@ def signature_ok(secret: bytes, body: bytes, signature: str | None) -> bool:
     """Whether ``signature`` (hex, any case) is the body's HMAC; compared in constant time."""
     if not signature:
         return False
-    return hmac.compare_digest(sign(secret, body), signature.strip().lower())
+    # As bytes: compare_digest refuses str with characters beyond ASCII, and a header may
+    # carry any (Starlette reads headers as Latin-1).
+    return hmac.compare_digest(sign(secret, body).encode(), signature.strip().lower().encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,8 @@ class BadNotification(ValueError):
 def parse(body: bytes) -> Notification:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        # RecursionError: arrays or objects nested thousands deep, which no gateway sends.
         raise BadNotification("The body is not JSON.") from error
     if not isinstance(data, dict):
         raise BadNotification("The body must be a JSON object.")
@@ -75,6 +78,9 @@ def _text(data: dict[str, object], name: str, limit: int) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not 1 <= len(value.strip()) <= limit:
         raise BadNotification(f"`{name}` must be a string of 1 to {limit} characters.")
+    if "\x00" in value:
+        # PostgreSQL cannot store it; the query would fail with a 500.
+        raise BadNotification(f"`{name}` must not contain NUL characters.")
     return value.strip()
 
 

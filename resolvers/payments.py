@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from domain import payments as rules
 from domain.access import Role
+from domain.orders import PaymentMethod
 from persistence import orders
 from persistence.payments import PaymentSource
 from resolvers.order_payments import Applied, PaymentConflict, apply_payment
@@ -99,6 +100,18 @@ async def confirm_payment(info: Info, input: ConfirmPaymentInput) -> ConfirmPaym
                 user_error(
                     ErrorCode.FORBIDDEN,
                     "Only the platform's owners and finance staff confirm payments.",
+                )
+            ]
+        )
+    if order.payment is not PaymentMethod.EXTERNAL:
+        # Paid from the wallet when it was placed: a confirmation would credit its total
+        # to the wallet a second time.
+        return ConfirmPaymentPayload(
+            user_errors=[
+                user_error(
+                    ErrorCode.ORDER_STATE,
+                    "Only orders paid through the payment gateway (EXTERNAL) take a payment.",
+                    "orderId",
                 )
             ]
         )

@@ -8,14 +8,17 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import httpx
 from websockets.asyncio.client import connect
 
+from domain.payments import sign
 from tests.conftest import Api, LiveServer, Node
 from tests.e2e.payment_helpers import (
     ORDER,
     callback,
     ledger_total,
     place_external,
+    secret_of,
     state,
 )
 from tests.e2e.test_ledger_api import funded
@@ -148,6 +151,49 @@ async def test_refused_callbacks_change_nothing(
     assert await state(db) == before
 
 
+async def test_hostile_callbacks_get_a_client_error_and_change_nothing(
+    api: Api, server: LiveServer, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given an order waiting for 25.00
+    product = await stocked_product(api, tree["root"].key, 2)
+    order = (await place_external(api, tree["A"].key, product, "ext-1"))["order"]
+    reference = order["paymentReference"]
+    before = await state(db)
+    secret = secret_of(server)
+
+    async def post(body: bytes, signature: bytes) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await http.post(
+                server.url + "/payments/callback",
+                content=body,
+                headers={"Content-Type": "application/json", "X-Signature": signature},
+            )
+
+    # When signed callbacks carry a NUL in their texts, or JSON nested far too deep, and an
+    # unsigned one a signature that is not ASCII
+    nul_reference = await callback(server, reference + "\x00", "tx-1", "25.00")
+    nul_transaction = await callback(server, reference, "tx\x00-1", "25.00")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    nested = await post(deep, sign(secret, deep).encode())
+    not_ascii = await post(b"{}", "zz\u00e9".encode())
+
+    # Then each gets its client error, and nothing changed
+    assert (nul_reference.status_code, nul_reference.json()) == (
+        400,
+        {"error": "`reference` must not contain NUL characters."},
+    )
+    assert (nul_transaction.status_code, nul_transaction.json()) == (
+        400,
+        {"error": "`transactionId` must not contain NUL characters."},
+    )
+    assert (nested.status_code, nested.json()) == (400, {"error": "The body is not JSON."})
+    assert (not_ascii.status_code, not_ascii.json()) == (
+        401,
+        {"error": "The signature is missing or wrong."},
+    )
+    assert await state(db) == before
+
+
 async def test_a_subscriber_sees_its_order_go_from_awaiting_payment_to_paid(
     api: Api, server: LiveServer, tree: dict[str, Node]
 ) -> None:
@@ -225,6 +271,40 @@ async def test_the_platform_confirms_a_payment_by_hand_once(
     assert again["confirmPayment"] == expected
     assert await db.fetchval("SELECT count(*) FROM payments") == 1
     assert await db.fetchval("SELECT count(*) FROM codes WHERE status = 'sold'") == 1
+
+
+async def test_an_order_paid_from_the_wallet_takes_no_confirmation(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given a BALANCE order of A's, paid when it was placed
+    product = await stocked_product(api, tree["root"].key, 2)
+    await funded(api, tree["root"].key, tree["A"].id, "100.00", "bank-1")
+    paid = (await api.data(PLACE, order_input(product, "bal-1"), token=tree["A"].key))[
+        "placeOrder"
+    ]["order"]
+    before = await state(db)
+    balance = await wallet(db, tree["A"])
+
+    # When the platform confirms a payment for it
+    confirmed = await api.data(
+        CONFIRM, {"id": paid["id"], "reference": "bank-78"}, token=tree["root"].key
+    )
+
+    # Then it is refused, and A's wallet is not credited the order's total a second time
+    assert confirmed["confirmPayment"] == {
+        "order": None,
+        "payment": None,
+        "userErrors": [
+            {
+                "field": ["orderId"],
+                "code": "ORDER_STATE",
+                "message": "Only orders paid through the payment gateway (EXTERNAL) take a"
+                " payment.",
+            }
+        ],
+    }
+    assert await wallet(db, tree["A"]) == balance
+    assert await state(db) == before
 
 
 async def test_cancel_gives_codes_back_and_a_later_payment_goes_to_the_wallet(
