@@ -16,11 +16,15 @@ class Role(enum.StrEnum):
 class Action(enum.Enum):
     MANAGE_CHANNELS = enum.auto()
     MANAGE_STAFF = enum.auto()
+    # Place orders, read them and see their codes: a merchant's verifiers redeem codes,
+    # they neither spend the channel's money nor learn the codes it sells.
+    HANDLE_ORDERS = enum.auto()
 
 
 _ALLOWED: dict[Action, frozenset[Role]] = {
     Action.MANAGE_CHANNELS: frozenset({Role.OWNER, Role.OPERATOR}),
     Action.MANAGE_STAFF: frozenset({Role.OWNER}),
+    Action.HANDLE_ORDERS: frozenset({Role.OWNER, Role.OPERATOR, Role.FINANCE}),
 }
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from actors.messages import Sold
-from domain.access import Principal, in_subtree
+from domain.access import Action, Principal, in_subtree
 from domain.catalog import Fulfilment
 from domain.channels import check_sale
 from domain.orders import (
@@ -37,7 +37,7 @@ from resolvers.catalog import find_product
 from schema import ids
 from schema.catalog import Product
 from schema.context import RECHECK_SECONDS, Info, require_viewer
-from schema.errors import ErrorCode, UserError, bad_request, user_error
+from schema.errors import ErrorCode, UserError, bad_request, forbidden_request, user_error
 from schema.orders import (
     DeliveredCode,
     Order,
@@ -64,6 +64,8 @@ def _refused(code: ErrorCode, message: str, field: str | None = None) -> PlaceOr
 
 async def place_order(info: Info, input: PlaceOrderInput) -> PlaceOrderPayload:
     viewer = require_viewer(info)
+    if not viewer.may(Action.HANDLE_ORDERS):
+        return _refused(ErrorCode.FORBIDDEN, "Verifiers redeem codes; they do not place orders.")
     key = input.idempotency_key.strip()
     if not 1 <= len(key) <= MAX_KEY:
         return _refused(
@@ -386,6 +388,10 @@ async def _delivered(info: Info, sealed: list[Any]) -> list[DeliveredCode]:
 async def reveal_codes(info: Info, input: RevealCodesInput) -> RevealCodesPayload:
     """Plaintext leaves only to the channel that placed the order, and each time is logged."""
     viewer = require_viewer(info)
+    if not viewer.may(Action.HANDLE_ORDERS):
+        return RevealCodesPayload(
+            user_errors=[user_error(ErrorCode.FORBIDDEN, "Verifiers do not see orders' codes.")]
+        )
     db = info.context.services.db
     key = ids.decode("Order", input.order_id)
     found = await orders.get_in_subtree(db, key, viewer.channel_path) if key else None
@@ -413,8 +419,15 @@ async def reveal_codes(info: Info, input: RevealCodesInput) -> RevealCodesPayloa
     return RevealCodesPayload(order=Order.of(found), codes=await _plaintext(info, found))
 
 
-async def order(info: Info, id: str) -> Order | None:
+def _order_reader(info: Info) -> Principal:
     viewer = require_viewer(info)
+    if not viewer.may(Action.HANDLE_ORDERS):
+        raise forbidden_request("Verifiers redeem codes; they do not read orders.")
+    return viewer
+
+
+async def order(info: Info, id: str) -> Order | None:
+    viewer = _order_reader(info)
     key = ids.decode("Order", id)
     if key is None:
         return None
@@ -425,7 +438,7 @@ async def order(info: Info, id: str) -> Order | None:
 async def orders_page(
     info: Info, filter: OrderFilter | None, first: int | None, after: str | None
 ) -> Connection[Order]:
-    viewer = require_viewer(info)
+    viewer = _order_reader(info)
     services = info.context.services
     win = window(first, after, services.settings.max_page_size)
     product_id = None
@@ -456,7 +469,7 @@ async def resolve_product(info: Info, record: OrderRecord) -> Product | None:
 
 
 async def order_updated(info: Info, order_id: str | None) -> AsyncGenerator[Order, None]:
-    viewer = require_viewer(info)
+    viewer = _order_reader(info)
     wanted = None
     if order_id is not None:
         wanted = ids.decode("Order", order_id)

@@ -11,6 +11,7 @@ import pytest
 
 from domain.codegen import valid
 from tests.conftest import Api, Node
+from tests.e2e.test_auth import issue_key
 from tests.e2e.test_catalog import create_product
 from tests.e2e.test_ledger_api import funded
 from tests.e2e.test_pools import CREATE_POOL, IMPORT
@@ -247,6 +248,56 @@ async def test_codes_are_plain_for_the_buyer_only_and_every_reveal_is_logged(
         "DELIVERED": 2,
         "REVEALED": 2,
     }
+
+
+async def test_a_verifier_neither_buys_nor_sees_orders(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given A's order, and a VERIFIER key of A's (a merchant's till)
+    product = await stocked_product(api, tree["root"].key, 3)
+    await funded(api, tree["root"].key, tree["A"].id, "100.00", "bank-1")
+    placed = (await api.data(PLACE, order_input(product, "k"), token=tree["A"].key))["placeOrder"]
+    order_id = placed["order"]["id"]
+    till = await issue_key(api, tree["A"].key, tree["A"].id, "VERIFIER")
+    before = await db.fetch("SELECT * FROM orders ORDER BY id")
+    events = await db.fetchval("SELECT count(*) FROM code_events")
+    balance = await wallet(db, tree["A"])
+
+    # When the till places an order, reveals the codes of A's, and reads A's orders
+    bought = await api.data(PLACE, order_input(product, "till-1"), token=till.key)
+    revealed = await api.data(
+        "mutation($id: ID!) { revealCodes(input: {orderId: $id}) { codes { code } "
+        "userErrors { field code message } } }",
+        {"id": order_id},
+        token=till.key,
+    )
+    read = await api.raw(
+        "query($id: ID!) { order(id: $id) { id } }", {"id": order_id}, token=till.key
+    )
+    listed = await api.raw("{ orders(first: 5) { nodes { id } } }", token=till.key)
+
+    # Then each is refused: no order, no money spent, no code shown or revealed
+    assert bought["placeOrder"]["userErrors"] == [
+        {
+            "field": None,
+            "code": "FORBIDDEN",
+            "message": "Verifiers redeem codes; they do not place orders.",
+        }
+    ]
+    assert bought["placeOrder"]["codes"] == []
+    assert revealed["revealCodes"] == {
+        "codes": [],
+        "userErrors": [
+            {"field": None, "code": "FORBIDDEN", "message": "Verifiers do not see orders' codes."}
+        ],
+    }
+    for refused in (read, listed):
+        assert [(e["message"], e["extensions"]["code"]) for e in refused["errors"]] == [
+            ("Verifiers redeem codes; they do not read orders.", "FORBIDDEN")
+        ]
+    assert await db.fetch("SELECT * FROM orders ORDER BY id") == before
+    assert await db.fetchval("SELECT count(*) FROM code_events") == events
+    assert await wallet(db, tree["A"]) == balance
 
 
 @pytest.mark.parametrize(
