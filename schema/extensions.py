@@ -60,6 +60,27 @@ class SubscriptionsOverWebSocket(SchemaExtension):
         yield
 
 
+class OneOperationOrItsName(SchemaExtension):
+    """A document of several operations needs ``operationName`` (the GraphQL spec's
+    GetOperation). Without one, strawberry runs the first operation (it hands graphql-core
+    the first operation's name): an ambiguous request could place an order nobody chose.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        # ``operation_name`` falls back to the first operation's name; what the request gave
+        # is kept apart, under this name.
+        given = getattr(context, "_provided_operation_name", None)
+        if given is None and document is not None:
+            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+            if len(operations) > 1:
+                raise bad_request(
+                    "This document holds several operations: give `operationName` to choose one."
+                )
+        yield
+
+
 class _NoNulInLiterals(ValidationRule):
     def enter_string_value(self, node: StringValueNode, *_: object) -> None:
         if "\x00" in node.value:
@@ -243,6 +264,7 @@ def extensions(limits: Limits) -> list[Callable[[], SchemaExtension]]:
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
         partial(ParserCache, maxsize=1024),
         SubscriptionsOverWebSocket,
+        OneOperationOrItsName,
         WebSocketReauthentication,
         NoNulCharacters,
         _fixed_rules(QueryDepthLimiter(max_depth=limits.max_query_depth)),

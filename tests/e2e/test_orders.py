@@ -300,6 +300,47 @@ async def test_a_verifier_neither_buys_nor_sees_orders(
     assert await wallet(db, tree["A"]) == balance
 
 
+async def test_a_document_of_two_orders_places_only_the_one_named(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given a document with two placeOrder operations
+    product = await stocked_product(api, tree["root"].key, 3)
+    await funded(api, tree["root"].key, tree["A"].id, "100.00", "bank-1")
+    document = " ".join(
+        f'mutation {name} {{ placeOrder(input: {{idempotencyKey: "{name}", productId: '
+        f'"{product}", quantity: 1}}) {{ order {{ id }} userErrors {{ code }} }} }}'
+        for name in ("a", "b")
+    )
+
+    async def send(operation: str | None) -> dict[str, Any]:
+        response = await api.http.post(
+            api.url,
+            json={"query": document, "operationName": operation},
+            headers={"Authorization": f"Bearer {tree['A'].key}"},
+        )
+        assert response.status_code < 500, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    # When it is sent without an operation name
+    ambiguous = await send(None)
+
+    # Then nothing is placed, and the caller is told to choose
+    assert [(e["message"], e["extensions"]["code"]) for e in ambiguous["errors"]] == [
+        (
+            "This document holds several operations: give `operationName` to choose one.",
+            "BAD_REQUEST",
+        )
+    ]
+    assert await db.fetchval("SELECT count(*) FROM orders") == 0
+
+    # When it is sent naming the second, then only that one is placed
+    chosen = await send("b")
+    assert chosen["data"]["placeOrder"]["userErrors"] == []
+    keys = await db.fetch("SELECT idempotency_key FROM orders")
+    assert [r["idempotency_key"] for r in keys] == ["b"]
+
+
 @pytest.mark.parametrize(
     ("change", "error"),
     [
