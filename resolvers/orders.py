@@ -25,7 +25,17 @@ from domain.orders import (
 )
 from domain.pricing import PriceBelowCost
 from domain.risk import OrderAttempt
-from persistence import codes, commerce, generated, ledger, orders, pools, sales
+from integrations.webhooks import ORDER_PAID
+from persistence import (
+    codes,
+    commerce,
+    generated,
+    ledger,
+    orders,
+    pools,
+    sales,
+    webhook_endpoints,
+)
 from persistence.catalog import ProductRecord
 from persistence.codes import PlainCode
 from persistence.ledger import InsufficientBalance
@@ -158,6 +168,16 @@ async def _place(
     )
     if wrong:
         return user_error(ErrorCode.INVALID_INPUT, wrong.message, wrong.field)
+    if any(d.method is DeliveryMethod.WEBHOOK for d in plan) and not await _has_paid_webhook(
+        info, viewer
+    ):
+        methods = [DeliveryMethod(d.method) for d in input.delivery or []]
+        return user_error(
+            ErrorCode.INVALID_INPUT,
+            "Your channel has no active webhook endpoint for order.paid: create one"
+            " (createWebhookEndpoint) or ask for another delivery.",
+            f"delivery.{methods.index(DeliveryMethod.WEBHOOK)}.method",
+        )
     offer = await _offer(info, viewer, input.product_id)
     product = offer.product
     if product is None or not product.on_shelf or offer.terms is None:
@@ -223,6 +243,13 @@ async def _place(
         key,
         _sell_from_pools(info, viewer, product, offer, input.quantity, key, digest, request, plan),
     )
+
+
+async def _has_paid_webhook(info: Info, viewer: Principal) -> bool:
+    """Whether a WEBHOOK delivery would go anywhere: it goes to the channel's active
+    endpoints that take order.paid, and without one it would silently go nowhere."""
+    endpoints = await webhook_endpoints.of_channel(info.context.services.db, viewer.channel_id)
+    return any(e.disabled_at is None and ORDER_PAID in e.events for e in endpoints)
 
 
 async def _paying(key: str, sale: Awaitable[T]) -> T | DuplicateOrder | UserError:

@@ -117,6 +117,43 @@ async def test_an_order_goes_out_by_every_method_it_asks_for(
     assert all(code in sms.json()["text"] for code in codes)
 
 
+async def test_a_webhook_delivery_with_no_endpoint_to_go_to_is_refused(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any], product: str
+) -> None:
+    # Given A with no webhook endpoint for order.paid: none, then one that takes another event
+    a = tree["A"]
+    order = {
+        "idempotencyKey": "hooked",
+        "productId": product,
+        "quantity": 1,
+        "delivery": [{"method": "LINK"}, {"method": "WEBHOOK"}],
+    }
+    before = await db.fetchval("SELECT count(*) FROM orders")
+
+    for endpoints in ([], ["code.frozen"]):
+        if endpoints:
+            await create_endpoint(api, a.key, url="https://hooks.example/frozen", events=endpoints)
+
+        # When A orders a webhook delivery
+        refused = (await api.data(PLACE, {"input": order}, token=a.key))["placeOrder"]
+
+        # Then the order is refused, saying why, and nothing is placed
+        assert refused["userErrors"] == [
+            {
+                "field": ["delivery.1.method"],
+                "code": "INVALID_INPUT",
+                "message": "Your channel has no active webhook endpoint for order.paid: create"
+                " one (createWebhookEndpoint) or ask for another delivery.",
+            }
+        ]
+        assert await db.fetchval("SELECT count(*) FROM orders") == before
+
+    # And once an endpoint takes order.paid, the same order is placed
+    await create_endpoint(api, a.key, url="https://hooks.example/paid")
+    placed = (await api.data(PLACE, {"input": order}, token=a.key))["placeOrder"]
+    assert placed["userErrors"] == []
+
+
 @pytest.mark.parametrize("settings", [UNCONFIGURED], indirect=True)
 async def test_email_and_sms_without_a_provider_are_dead_saying_what_is_missing(
     server: LiveServer,
