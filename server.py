@@ -31,7 +31,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 import supplier_sim
@@ -56,6 +57,7 @@ from resolvers.risk_control import RiskControl
 from resolvers.supplier_clients import SupplierClients
 from resolvers.supplier_sync import SupplierSync
 from schema.context import Context
+from schema.errors import code_of_uncoded
 from schema.root import make_schema
 from settings import Settings
 
@@ -97,6 +99,17 @@ class GraphQLApp(GraphQL[Context, None]):
             raise HTTPException(
                 400, "The request must be a JSON object with a `query` string."
             ) from error
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        # Every error carries a code, so that clients branch on codes, never on messages.
+        response = await super().process_result(request, result)
+        for error in response.get("errors") or ():
+            if isinstance(error, dict):
+                code = code_of_uncoded(str(error.get("message")))
+                error.setdefault("extensions", {}).setdefault("code", code)
+        return response
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         services: Services = request.app.state.services

@@ -65,6 +65,17 @@ def order_state(message: str) -> Refused:
     return Refused(user_error(ErrorCode.ORDER_STATE, message))
 
 
+# What a client sees of an unexpected failure (schema.extensions masks it).
+MASKED_MESSAGE = "Internal server error."
+
+
+def code_of_uncoded(message: str) -> str:
+    """The ``extensions.code`` of an error raised without one: graphql-core's and
+    strawberry's answers to a request (syntax, unknown fields, variables that do not fit,
+    the depth and alias limits) are the client's; a masked failure is ours."""
+    return "INTERNAL_SERVER_ERROR" if message == MASKED_MESSAGE else "BAD_REQUEST"
+
+
 class RequestError(GraphQLError):
     """A GraphQL error whose message is meant for the client (``extensions.code`` set)."""
 

@@ -33,7 +33,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
-from schema.errors import bad_request
+from schema.errors import MASKED_MESSAGE, bad_request
 from settings import Settings
 
 
@@ -270,7 +270,7 @@ def extensions(limits: Limits) -> list[Callable[[], SchemaExtension]]:
         _fixed_rules(QueryDepthLimiter(max_depth=limits.max_query_depth)),
         _fixed_rules(MaxAliasesLimiter(max_alias_count=limits.max_aliases)),
         DocumentValidationCache,
-        partial(MaskErrors, should_mask_error=_must_mask, error_message="Internal server error."),
+        partial(MaskErrors, should_mask_error=_must_mask, error_message=MASKED_MESSAGE),
         InvalidateReads,
         OperationMetrics,
     ]

@@ -352,6 +352,9 @@ async def test_malformed_requests_get_a_client_error_never_a_500(
             assert not body.get("data"), where
             assert all(e.get("message") for e in body["errors"]), where
             assert not any("Internal server error" in e["message"] for e in body["errors"]), where
+            assert all(
+                e.get("extensions", {}).get("code") == "BAD_REQUEST" for e in body["errors"]
+            ), where
         else:
             assert 400 <= response.status_code < 500, where
             assert response.text.strip(), where
