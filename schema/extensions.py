@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -41,6 +42,21 @@ def _must_mask(error: GraphQLError) -> bool:
     """Show syntax, validation and our own request errors; hide everything unexpected."""
     original = error.original_error
     return original is not None and not isinstance(original, GraphQLError)
+
+
+class CachedParser(ParserCache):
+    """strawberry's parser cache, but a document that does not parse is left to
+    strawberry's own parse, which answers its syntax error as the request's error.
+    Raised from this hook, the error escaped the operation: over HTTP no extension saw
+    it, and over a WebSocket the client got no answer but ``complete``."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
 
 
 class SubscriptionsOverWebSocket(SchemaExtension):
@@ -102,15 +118,26 @@ NUL_MESSAGE = "Text must not contain NUL characters (\\u0000)."
 
 class NoNulCharacters(SchemaExtension):
     """PostgreSQL cannot store the NUL character in text: refuse it up front, in the
-    document's literals (a validation rule, cached with the document) and in variables."""
+    document's literals (a validation rule, cached with the document) and in variables.
+
+    The variables are refused as a validation error, after DocumentValidationCache has set
+    the document's own (it comes before this one): an error raised from a hook escapes the
+    operation, and over a WebSocket the client got no answer but ``complete``."""
 
     def on_operation(self) -> Iterator[None]:
-        if _has_nul(self.execution_context.variables):
-            raise bad_request(NUL_MESSAGE)
         self.execution_context.validation_rules = (
             *self.execution_context.validation_rules,
             _NoNulInLiterals,
         )
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if _has_nul(context.variables):
+            context.pre_execution_errors = [
+                *(context.pre_execution_errors or ()),
+                bad_request(NUL_MESSAGE),
+            ]
         yield
 
 
@@ -262,14 +289,14 @@ def extensions(limits: Limits) -> list[Callable[[], SchemaExtension]]:
     """Factories, one extension set per request; the caches live at module level."""
     return [
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
-        partial(ParserCache, maxsize=1024),
+        partial(CachedParser, maxsize=1024),
         SubscriptionsOverWebSocket,
         OneOperationOrItsName,
         WebSocketReauthentication,
-        NoNulCharacters,
         _fixed_rules(QueryDepthLimiter(max_depth=limits.max_query_depth)),
         _fixed_rules(MaxAliasesLimiter(max_alias_count=limits.max_aliases)),
         DocumentValidationCache,
+        NoNulCharacters,
         partial(MaskErrors, should_mask_error=_must_mask, error_message=MASKED_MESSAGE),
         InvalidateReads,
         OperationMetrics,

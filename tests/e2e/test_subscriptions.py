@@ -182,3 +182,56 @@ async def test_revoked_key_is_refused_with_4403(
             await receive(ws, within=5)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 4403
+
+
+MALFORMED_SUBSCRIPTIONS = [
+    ("subscription { channelCreated { nope } }", {}, "Cannot query field 'nope'"),
+    (
+        "subscription($id: ID) { orderUpdated(orderId: $id) { id } }",
+        {"id": "a\u0000"},
+        "Text must not contain NUL characters",
+    ),
+]
+
+
+async def _acknowledged(ws: ClientConnection, node: Node) -> None:
+    await init(ws, {"authorization": f"Bearer {node.key}"})
+    assert (await receive(ws, within=5))["type"] == "connection_ack"
+
+
+async def _subscribe(ws: ClientConnection, n: int, query: str, variables: dict[str, Any]) -> None:
+    payload = {"query": query, "variables": variables}
+    await ws.send(json.dumps({"id": str(n), "type": "subscribe", "payload": payload}))
+
+
+async def test_a_subscription_that_does_not_validate_is_answered_with_its_error(
+    server: LiveServer, tree: dict[str, Node]
+) -> None:
+    async with socket(server) as ws:
+        await _acknowledged(ws, tree["A"])
+        for n, (query, variables, said) in enumerate(MALFORMED_SUBSCRIPTIONS, start=1):
+            # When a subscription that does not validate or take its variables comes
+            await _subscribe(ws, n, query, variables)
+
+            # Then the server answers it with an error that says why
+            answer = await receive(ws, within=5)
+            assert (answer["type"], answer["id"]) == ("error", str(n)), answer
+            assert [said in e["message"] for e in answer["payload"]] == [True], answer
+
+
+async def test_a_subscription_that_does_not_parse_closes_the_socket_saying_why(
+    server: LiveServer, tree: dict[str, Node]
+) -> None:
+    async with socket(server) as ws:
+        await _acknowledged(ws, tree["A"])
+
+        # When a subscription that does not parse comes
+        await _subscribe(ws, 1, "subscription { channelCreated { id }", {})
+
+        # Then the server closes the socket as graphql-transport-ws does for a bad
+        # request, with 4400 and the syntax error
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws, within=5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4400
+        assert closed.value.rcvd.reason.startswith("Syntax Error: Expected Name")
