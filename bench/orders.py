@@ -272,6 +272,14 @@ def _belongs(proc: psutil.Process, data_dir: Path) -> bool:
     return str(data_dir) in cmdline or cwd == str(data_dir) or cwd.startswith(f"{data_dir}/")
 
 
+def _name(proc: psutil.Process) -> str:
+    """The process's name; empty once it has exited (PostgreSQL's backends come and go)."""
+    try:
+        return proc.name()
+    except psutil.Error:
+        return ""
+
+
 def _helpers(data_dir: Path) -> list[psutil.Process]:
     return [p for p in psutil.process_iter() if _belongs(p, data_dir)]
 
@@ -338,8 +346,8 @@ def _server_cpu(
     helpers = _helpers(data_dir)
     return (
         _cpu([psutil.Process(server_pid)]),
-        _cpu([p for p in helpers if "postgres" in p.name()]),
-        _cpu([p for p in helpers if "valkey" in p.name()]),
+        _cpu([p for p in helpers if "postgres" in _name(p)]),
+        _cpu([p for p in helpers if "valkey" in _name(p)]),
     )
 
 
