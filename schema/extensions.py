@@ -76,27 +76,6 @@ class SubscriptionsOverWebSocket(SchemaExtension):
         yield
 
 
-class OneOperationOrItsName(SchemaExtension):
-    """A document of several operations needs ``operationName`` (the GraphQL spec's
-    GetOperation). Without one, strawberry runs the first operation (it hands graphql-core
-    the first operation's name): an ambiguous request could place an order nobody chose.
-    """
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        # ``operation_name`` falls back to the first operation's name; what the request gave
-        # is kept apart, under this name.
-        given = getattr(context, "_provided_operation_name", None)
-        if given is None and document is not None:
-            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-            if len(operations) > 1:
-                raise bad_request(
-                    "This document holds several operations: give `operationName` to choose one."
-                )
-        yield
-
-
 class _NoNulInLiterals(ValidationRule):
     def enter_string_value(self, node: StringValueNode, *_: object) -> None:
         if "\x00" in node.value:
@@ -118,11 +97,7 @@ NUL_MESSAGE = "Text must not contain NUL characters (\\u0000)."
 
 class NoNulCharacters(SchemaExtension):
     """PostgreSQL cannot store the NUL character in text: refuse it up front, in the
-    document's literals (a validation rule, cached with the document) and in variables.
-
-    The variables are refused as a validation error, after DocumentValidationCache has set
-    the document's own (it comes before this one): an error raised from a hook escapes the
-    operation, and over a WebSocket the client got no answer but ``complete``."""
+    document's literals (a validation rule, cached with the document) and in variables."""
 
     def on_operation(self) -> Iterator[None]:
         self.execution_context.validation_rules = (
@@ -132,13 +107,39 @@ class NoNulCharacters(SchemaExtension):
         yield
 
     def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        if _has_nul(context.variables):
-            context.pre_execution_errors = [
-                *(context.pre_execution_errors or ()),
-                bad_request(NUL_MESSAGE),
-            ]
+        if _has_nul(self.execution_context.variables):
+            _refuse_request(self.execution_context, NUL_MESSAGE)
         yield
+
+
+class OneOperationOrItsName(SchemaExtension):
+    """A document of several operations needs ``operationName`` (the GraphQL spec's
+    GetOperation). Without one, strawberry runs the first operation (it hands graphql-core
+    the first operation's name): an ambiguous request could place an order nobody chose.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        # ``operation_name`` falls back to the first operation's name; what the request gave
+        # is kept apart, under this name.
+        given = getattr(context, "_provided_operation_name", None)
+        if given is None and document is not None:
+            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+            if len(operations) > 1:
+                _refuse_request(
+                    context,
+                    "This document holds several operations: give `operationName` to choose one.",
+                )
+        yield
+
+
+def _refuse_request(context: ExecutionContext, message: str) -> None:
+    """Refuse the request as a validation error (BAD_REQUEST), from an ``on_validate``
+    listed after DocumentValidationCache, which sets the document's own errors. Raised
+    from a hook instead, the error escapes the operation: over a WebSocket the client got
+    no answer but ``complete``."""
+    context.pre_execution_errors = [*(context.pre_execution_errors or ()), bad_request(message)]
 
 
 class WebSocketReauthentication(SchemaExtension):
@@ -291,12 +292,13 @@ def extensions(limits: Limits) -> list[Callable[[], SchemaExtension]]:
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
         partial(CachedParser, maxsize=1024),
         SubscriptionsOverWebSocket,
-        OneOperationOrItsName,
         WebSocketReauthentication,
         _fixed_rules(QueryDepthLimiter(max_depth=limits.max_query_depth)),
         _fixed_rules(MaxAliasesLimiter(max_alias_count=limits.max_aliases)),
         DocumentValidationCache,
+        # These two refuse requests after the cache set the document's errors.
         NoNulCharacters,
+        OneOperationOrItsName,
         partial(MaskErrors, should_mask_error=_must_mask, error_message=MASKED_MESSAGE),
         InvalidateReads,
         OperationMetrics,

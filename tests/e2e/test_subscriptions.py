@@ -185,6 +185,11 @@ async def test_revoked_key_is_refused_with_4403(
 
 
 MALFORMED_SUBSCRIPTIONS = [
+    (
+        "subscription a { channelCreated { id } } subscription b { channelCreated { name } }",
+        {},
+        "give `operationName` to choose one",
+    ),
     ("subscription { channelCreated { nope } }", {}, "Cannot query field 'nope'"),
     (
         "subscription($id: ID) { orderUpdated(orderId: $id) { id } }",
