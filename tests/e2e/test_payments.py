@@ -285,24 +285,28 @@ async def test_an_order_paid_from_the_wallet_takes_no_confirmation(
     before = await state(db)
     balance = await wallet(db, tree["A"])
 
-    # When the platform confirms a payment for it
-    confirmed = await api.data(
-        CONFIRM, {"id": paid["id"], "reference": "bank-78"}, token=tree["root"].key
+    # When the platform confirms a payment for it, ten times at once
+    answers = await asyncio.gather(
+        *(
+            api.data(CONFIRM, {"id": paid["id"], "reference": f"bank-{n}"}, token=tree["root"].key)
+            for n in range(10)
+        )
     )
 
-    # Then it is refused, and A's wallet is not credited the order's total a second time
-    assert confirmed["confirmPayment"] == {
-        "order": None,
-        "payment": None,
-        "userErrors": [
-            {
-                "field": ["orderId"],
-                "code": "ORDER_STATE",
-                "message": "Only orders paid through the payment gateway (EXTERNAL) take a"
-                " payment.",
-            }
-        ],
-    }
+    # Then each is refused, and A's wallet is not credited the order's total again
+    for confirmed in answers:
+        assert confirmed["confirmPayment"] == {
+            "order": None,
+            "payment": None,
+            "userErrors": [
+                {
+                    "field": ["orderId"],
+                    "code": "ORDER_STATE",
+                    "message": "Only orders paid through the payment gateway (EXTERNAL) take a"
+                    " payment.",
+                }
+            ],
+        }
     assert await wallet(db, tree["A"]) == balance
     assert await state(db) == before
 
