@@ -261,10 +261,10 @@ def _free_port() -> int:
 
 
 def _belongs(proc: psutil.Process, data_dir: Path) -> bool:
+    name = _name(proc)
+    if "postgres" not in name and "valkey" not in name:
+        return False
     try:
-        name = proc.name()
-        if "postgres" not in name and "valkey" not in name:
-            return False
         cmdline = " ".join(proc.cmdline())
         cwd = proc.cwd()
     except psutil.Error:
