@@ -133,6 +133,32 @@ async def test_codes_the_sweeper_returned_are_sold_again_before_the_order_expire
     assert held["order"]["status"] == "AWAITING_PAYMENT"
 
 
+async def test_codes_the_sweeper_returned_are_held_again_for_another_unpaid_order(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given an unpaid order holding the only code, whose reservation ran out a moment
+    # before the order itself expires (the sweeper returns the code first)
+    product = await stocked_product(api, tree["root"].key, 1)
+    first = await place_external(api, tree["A"].key, product, "first")
+    await db.execute("UPDATE orders SET expires_at = now() + interval '1 hour'")
+    await db.execute(
+        "UPDATE codes SET reserved_until = now() - interval '1 second' WHERE status = 'reserved'"
+    )
+    for _ in range(100):
+        if await db.fetchval("SELECT available FROM pools") == 1:
+            break
+        await asyncio.sleep(0.05)
+
+    # When another unpaid order takes the code
+    second = await place_external(api, tree["A"].key, product, "second")
+
+    # Then the code is held for it alone, and the first order holds it no more
+    assert second["order"]["status"] == "AWAITING_PAYMENT"
+    rows = await db.fetch("SELECT order_id FROM order_codes")
+    assert [r["order_id"] for r in rows] == [await _order_key(db, "second")]
+    assert first["order"]["status"] == "AWAITING_PAYMENT"
+
+
 async def _order_key(db: asyncpg.Connection[Any], key: str) -> int:
     order_id: int = await db.fetchval("SELECT id FROM orders WHERE idempotency_key = $1", key)
     return order_id
