@@ -127,10 +127,12 @@ async def run(args: argparse.Namespace, dsn: str) -> None:
     verdict = "meets" if ratio < 1.3 else "MISSES"
     print(f"\nratio = grown/fresh = {ratio:.2f}   ({verdict} the target: below 1.3)")
 
-    orders, held = await db.fetchrow(
+    counted = await db.fetchrow(
         "SELECT count(*), count(*) FILTER (WHERE EXISTS"
         " (SELECT 1 FROM order_codes oc WHERE oc.order_id = o.id)) FROM orders o"
     )
+    assert counted is not None
+    orders, held = counted
     assert orders == held == seller.sold, (orders, held, seller.sold)
     assert await db.fetchval("SELECT sum(amount) FROM ledger_entries") == 0
     print(f"check: {orders} orders, each holding its code; the ledger sums to 0")
