@@ -36,7 +36,10 @@ SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1;
 -- name: unchained
 -- Up to $2 events above $1 without an entry, in id order, beside the highest event id
 -- this statement's snapshot holds and a time taken after that snapshot (one statement,
--- one snapshot). Always one row at least; no events: the event columns are null.
+-- one snapshot). Always one row at least; no events: the event columns are null. The
+-- chain is searched above $1 too: otherwise a generic plan (or a fresh table's missing
+-- statistics) walks every entry ever chained, twice a second (tests/integration/
+-- test_audit_reads.py).
 SELECT seen.max_id, seen.at, e.*
 FROM (SELECT max(id) AS max_id, clock_timestamp() AS at FROM code_events) seen
 LEFT JOIN LATERAL (
@@ -44,7 +47,7 @@ LEFT JOIN LATERAL (
            e.detail::text AS detail
     FROM code_events e
     WHERE e.id > $1
-      AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = e.id)
+      AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = e.id AND c.event_id > $1)
     ORDER BY e.id
     LIMIT $2
 ) e ON true
