@@ -5,6 +5,8 @@ from __future__ import annotations
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schema.errors import refused_request_body
+
 
 class BodyTooLarge(Exception):
     pass
@@ -59,7 +61,7 @@ class BodyLimit:
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = JSONResponse(
-            {"errors": [{"message": f"The request body is larger than {limit} bytes."}]},
+            refused_request_body(f"The request body is larger than {limit} bytes."),
             status_code=413,
         )
         await response(scope, receive, send)

@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -57,7 +58,7 @@ from resolvers.risk_control import RiskControl
 from resolvers.supplier_clients import SupplierClients
 from resolvers.supplier_sync import SupplierSync
 from schema.context import Context
-from schema.errors import code_of_uncoded
+from schema.errors import code_of_uncoded, refused_request_body
 from schema.root import make_schema
 from settings import Settings
 
@@ -88,6 +89,20 @@ class Services:
 
 
 class GraphQLApp(GraphQL[Context, None]):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # strawberry answers a request it cannot read (not JSON, a batch, a mutation over
+        # GET, an unknown content type) in plain text; a client parses every answer as JSON.
+        try:
+            response: Response = await self.run(Request(scope, receive=receive))
+        except HTTPException as refused:
+            response = JSONResponse(
+                refused_request_body(refused.reason), status_code=refused.status_code
+            )
+        await response(scope, receive, send)
+
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter
     ) -> GraphQLRequestData | list[GraphQLRequestData]:

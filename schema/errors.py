@@ -8,6 +8,7 @@ shown as they are while every other exception is masked.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -74,6 +75,13 @@ def code_of_uncoded(message: str) -> str:
     strawberry's answers to a request (syntax, unknown fields, variables that do not fit,
     the depth and alias limits) are the client's; a masked failure is ours."""
     return "INTERNAL_SERVER_ERROR" if message == MASKED_MESSAGE else "BAD_REQUEST"
+
+
+def refused_request_body(message: str) -> dict[str, Any]:
+    """The JSON body of a request refused before GraphQL could read it (not JSON, too
+    large, a method or content type the endpoint does not take): shaped like a GraphQL
+    response, so that clients read every refusal one way."""
+    return {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}
 
 
 class RequestError(GraphQLError):

@@ -90,7 +90,9 @@ async def test_a_body_over_the_limit_is_refused_with_413(
         )
     assert response.status_code == 413
     assert streamed.status_code == 413
-    assert "larger than 65536 bytes" in response.json()["errors"][0]["message"]
+    (error,) = response.json()["errors"]
+    assert "larger than 65536 bytes" in error["message"]
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
 
 
 async def test_invented_field_names_never_become_metric_labels(
