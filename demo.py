@@ -126,8 +126,9 @@ def supplier_simulator(data_dir: Path) -> Iterator[DemoSupplier]:
             "supplier_sim",
             "--port",
             str(port),
-            "--secret",
-            secret,
+            # One argument: a token_urlsafe secret may begin with "-", which argparse would
+            # take for an option of its own (the demo then failed to start, 1 time in 64).
+            f"--secret={secret}",
             "--latency-ms",
             "300",
         ],
