@@ -106,14 +106,9 @@ async def test_a_late_payment_without_stock_is_credited_to_the_wallet(
     assert await ledger_total(db) == 0
 
 
-async def test_codes_the_sweeper_returned_are_sold_again_before_the_order_expires(
-    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
-) -> None:
-    # Given an unpaid order holding the only code, whose reservation ran out a moment
-    # before the order itself expires (the sweeper returns the code first)
-    product = await stocked_product(api, tree["root"].key, 1)
-    await funded(api, tree["root"].key, tree["A"].id, "100.00", "bank-1")
-    held = await place_external(api, tree["A"].key, product, "held")
+async def reservation_lapsed_before_its_order(db: asyncpg.Connection[Any]) -> None:
+    """The unpaid order's reservation runs out a moment before the order itself expires,
+    and the sweeper returns its only code to stock."""
     await db.execute("UPDATE orders SET expires_at = now() + interval '1 hour'")
     await db.execute(
         "UPDATE codes SET reserved_until = now() - interval '1 second' WHERE status = 'reserved'"
@@ -122,6 +117,17 @@ async def test_codes_the_sweeper_returned_are_sold_again_before_the_order_expire
         if await db.fetchval("SELECT available FROM pools") == 1:
             break
         await asyncio.sleep(0.05)
+
+
+async def test_codes_the_sweeper_returned_are_sold_again_before_the_order_expires(
+    api: Api, tree: dict[str, Node], db: asyncpg.Connection[Any]
+) -> None:
+    # Given an unpaid order holding the only code, whose reservation ran out a moment
+    # before the order itself expires (the sweeper returns the code first)
+    product = await stocked_product(api, tree["root"].key, 1)
+    await funded(api, tree["root"].key, tree["A"].id, "100.00", "bank-1")
+    held = await place_external(api, tree["A"].key, product, "held")
+    await reservation_lapsed_before_its_order(db)
 
     # When another order buys the code
     bought = await api.data(PLACE, order_input(product, "next"), token=tree["A"].key)
@@ -140,14 +146,7 @@ async def test_codes_the_sweeper_returned_are_held_again_for_another_unpaid_orde
     # before the order itself expires (the sweeper returns the code first)
     product = await stocked_product(api, tree["root"].key, 1)
     first = await place_external(api, tree["A"].key, product, "first")
-    await db.execute("UPDATE orders SET expires_at = now() + interval '1 hour'")
-    await db.execute(
-        "UPDATE codes SET reserved_until = now() - interval '1 second' WHERE status = 'reserved'"
-    )
-    for _ in range(100):
-        if await db.fetchval("SELECT available FROM pools") == 1:
-            break
-        await asyncio.sleep(0.05)
+    await reservation_lapsed_before_its_order(db)
 
     # When another unpaid order takes the code
     second = await place_external(api, tree["A"].key, product, "second")
