@@ -48,6 +48,7 @@ class Seller:
         self.buyer_id = buyer_id
         self.terms = terms
         self.codes: list[int] = []
+        self.epoch = 0
         self.sold = 0
 
     async def load(self) -> None:
@@ -55,6 +56,8 @@ class Seller:
             "SELECT id FROM codes WHERE pool_id = $1 ORDER BY id", self.pool_id
         )
         self.codes = [r["id"] for r in rows]
+        # No actor claims the pool here, so its epoch stays as it is.
+        self.epoch = await self.db.fetchval("SELECT epoch FROM pools WHERE id = $1", self.pool_id)
 
     async def batch(self, size: int) -> float:
         """Sell ``size`` one-code orders in one batch; returns its seconds."""
@@ -68,10 +71,9 @@ class Seller:
             )
             batch.append((order, (code,)))
         self.sold += size
-        epoch = await self.db.fetchval("SELECT epoch FROM pools WHERE id = $1", self.pool_id)
         async with self.db.acquire() as conn:
             started = time.perf_counter()
-            _, results = await PaidOrder.sell_batch(conn, self.pool_id, epoch, batch)
+            _, results = await PaidOrder.sell_batch(conn, self.pool_id, self.epoch, batch)
             elapsed = time.perf_counter() - started
         refused = [r for r in results if isinstance(r, Exception)]
         assert not refused, f"a sale was refused: {refused[0]!r}"
