@@ -136,6 +136,49 @@ async def test_database_refuses_an_unbalanced_transaction_written_in_plain_sql(
     assert await ledger_rows(db) == before
 
 
+async def test_concurrent_writers_in_plain_sql_cannot_unbalance_the_ledger(
+    db: asyncpg.Connection[Any], pool: asyncpg.Pool[Any]
+) -> None:
+    # Given a channel's wallet and the clearing account
+    a = await new_channel(db, "A")
+    account = await ledger.account_id(db, wallet(a))
+    clearing = await ledger.account_id(db, PAYMENT_CLEARING)
+    before = await ledger_rows(db)
+
+    # When 60 writers post at once: a third balanced, a third out of balance in one
+    # statement, a third balanced only across two statements
+    async def writer(n: int) -> str:
+        amounts = [("10.00", "-10.00"), ("10.00", "-9.99"), ("10.00", "-10.00")][n % 3]
+        async with pool.acquire() as conn:
+            try:
+                await write_in_sql(
+                    conn,
+                    "ADJUSTMENT",
+                    [(clearing, amounts[0]), (account, amounts[1])],
+                    per_entry=n % 3 == 2,
+                )
+            except asyncpg.CheckViolationError as refused:
+                return "refused" if "does not balance" in str(refused) else str(refused)
+        return "written"
+
+    outcomes = await asyncio.gather(*(writer(n) for n in range(60)))
+
+    # Then only the balanced statements stand, and every transaction and the books balance
+    assert outcomes == ["written", "refused", "refused"] * 20
+    transactions, entries, _ = await ledger_rows(db)
+    assert len(transactions) == len(before[0]) + 20
+    assert len(entries) == len(before[1]) + 40
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM (SELECT transaction_id FROM ledger_entries"
+            " GROUP BY transaction_id HAVING sum(amount) <> 0) AS unbalanced"
+        )
+        == 0
+    )
+    await assert_books_balance(db)
+    assert as_seen(AccountKind.CHANNEL_WALLET, await ledger.balance(db, wallet(a))) == D("200.00")
+
+
 async def test_database_refuses_a_wallet_overdraft_written_in_plain_sql(
     db: asyncpg.Connection[Any],
 ) -> None:
